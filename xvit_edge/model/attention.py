@@ -1,0 +1,166 @@
+"""Attention modules: plain multi-head attention, the space-time mixing attention, and the transformer block.
+
+Every module takes tokens laid out as `(B, T, N, C)` (batch, frames, tokens per frame, channels) or, for
+plain attention, any `(..., L, C)`. Attention is written as matmul + softmax (not a fused kernel) so each
+runtime sees the same simple ops and FLOPs can be counted exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import XViTConfig
+from .mixing import mix_time
+
+
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """`(..., L, C)` -> `(..., H, L, C / H)`."""
+    return x.unflatten(-1, (num_heads, x.shape[-1] // num_heads)).transpose(-2, -3)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """`(..., H, L, d)` -> `(..., L, H * d)`."""
+    return x.transpose(-2, -3).flatten(-2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the token axis (-2) of a `(..., L, C)` tensor (timm's layout)."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v, each `(..., L, C)`, heads not yet split."""
+        qkv = self.qkv(x)
+        dim = x.shape[-1]
+        return qkv[..., :dim], qkv[..., dim : 2 * dim], qkv[..., 2 * dim :]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = (split_heads(t, self.num_heads) for t in self.project(x))
+        attn = ((q * self.scale) @ k.transpose(-1, -2)).softmax(dim=-1)
+        return self.proj(merge_heads(attn @ v))
+
+
+class JointAttention(Attention):
+    """Full space-time attention: every token of the clip attends every other, O(T^2 S^2)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, N, C)
+        return super().forward(x.flatten(1, 2)).view(x.shape)
+
+
+class TimeAttention(Attention):
+    """Attention across frames at each spatial position (TimeSformer's divided attention, time part)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, N, C)
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class MixingAttention(Attention):
+    """Space-time mixing attention: frame t's queries attend frame t's tokens, with keys and values whose
+    channel groups are borrowed from neighbouring frames; optionally one summary token per frame of the clip
+    (the spatial mean of that frame's keys/values) is appended to every frame's keys/values.
+    """
+
+    def __init__(self, config: XViTConfig, summary: bool = False) -> None:
+        super().__init__(config.embed_dim, config.num_heads, config.qkv_bias)
+        self.fold = config.fold
+        self.offsets = config.mix_offsets
+        self.per_head = config.mix_layout == "per_head"
+        self.summary = summary
+
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        """`(B, T, N, C)` keys or values -> mixed, heads split: `(B, T, H, N, d)`."""
+        if self.per_head:  # groups inside each head's d channels (the paper)
+            return mix_time(x.unflatten(-1, (self.num_heads, -1)), self.fold, self.offsets).transpose(2, 3)
+        return split_heads(mix_time(x, self.fold, self.offsets), self.num_heads)  # over all C (official code)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, N, C)
+        q, k, v = self.project(x)
+        q = split_heads(q, self.num_heads) * self.scale  # (B, T, H, N, d)
+        logits = q @ self.mix(k).transpose(-1, -2)  # (B, T, H, N, N)
+        if not self.summary:
+            return self.proj(merge_heads(logits.softmax(dim=-1) @ self.mix(v)))
+        # Summary tokens: one per frame (the mean over its tokens), shared by all frames: (B, 1, H, T, d).
+        k_sum, v_sum = (split_heads(t.mean(dim=2), self.num_heads).unsqueeze(1) for t in (k, v))
+        attn = torch.cat([logits, q @ k_sum.transpose(-1, -2)], dim=-1).softmax(dim=-1)
+        n = x.shape[2]
+        out = attn[..., :n] @ self.mix(v) + attn[..., n:] @ v_sum
+        return self.proj(merge_heads(out))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops the whole residual branch per sample while training."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = (torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device) < keep).to(x.dtype)
+        return x * mask / keep
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block (timm's parameter names), with an optional time-attention step first."""
+
+    def __init__(
+        self,
+        dim: int,
+        mlp_hidden: int,
+        attn: nn.Module,
+        eps: float = 1e-6,
+        drop_path: float = 0.0,
+        attn_t: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        if attn_t is not None:
+            self.norm_t = nn.LayerNorm(dim, eps=eps)
+            self.attn_t = attn_t
+        else:
+            self.attn_t = None
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = attn
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, mlp_hidden)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.attn_t is not None:
+            x = x + self.drop_path(self.attn_t(self.norm_t(x)))
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def video_block(config: XViTConfig, index: int, drop_path: float = 0.0) -> Block:
+    """Block `index` of the backbone, with the attention that `config.attention` names."""
+    dim, heads, bias = config.embed_dim, config.num_heads, config.qkv_bias
+    attn_t = None
+    if config.attention == "mixing":
+        attn: nn.Module = MixingAttention(config, summary=index in config.summary_layers)
+    elif config.attention == "joint":
+        attn = JointAttention(dim, heads, bias)
+    else:  # space_only, and the space step of divided
+        attn = Attention(dim, heads, bias)
+        if config.attention == "divided":
+            attn_t = TimeAttention(dim, heads, bias)
+    return Block(dim, config.mlp_hidden, attn, config.layer_norm_eps, drop_path, attn_t)
