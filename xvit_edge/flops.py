@@ -107,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"preset {args.preset}: image model = {count_macs(image_model_config(get_config(args.preset)))['total'] / 1e9:.3f} GMACs/frame")
     print(header)
     for r in rows:
-        line = f"{r['attention']:<11} {r['frames']:>3} {r['params'] / 1e6:>10.2f} {r['gmacs']:>9.3f} {r['ratio_to_image_x_T']:>12.3f}"
+        line = f"{r['attention']:<11} {r['frames']:>3} {r['params'] / 1e6:>10.2f} {r['gmacs']:>9.4g} {r['ratio_to_image_x_T']:>12.3f}"
         if args.verify:
             cfg = get_config(args.preset, attention=r["attention"], num_frames=r["frames"])
-            line += f" {measure_flops(cfg) / 2e9:>19.3f}"
+            line += f" {measure_flops(cfg) / 2e9:>19.4g}"
         print(line)
     mixing = {r["frames"]: r["gmacs"] for r in rows if r["attention"] == "mixing"}
     for t in args.frames:
