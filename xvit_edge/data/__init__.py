@@ -1,0 +1,1 @@
+"""Video data: decoding, sampling, datasets, and the synthetic temporal benchmark."""
