@@ -43,7 +43,8 @@ def reference_attention(x: torch.Tensor, attn: MixingAttention, cfg: XViTConfig)
                     for j in range(d):
                         c = h * d + j
                         src = t + channel_offset(c, cfg)
-                        if 0 <= src < t_:
+                        seg = cfg.mix_segment or t_  # frames mix only within their segment
+                        if 0 <= src < t_ and src // seg == t // seg:
                             keys[s, j] = k[b, src, s, c]
                             vals[s, j] = v[b, src, s, c]
                 if attn.summary:
@@ -73,6 +74,7 @@ CASES = [
     (3, True, "per_head", 4, False),
     (6, True, "global", 4, False),
 ]
+SEGMENT_CASES = [(8, 4, "global", 8), (6, 3, "per_head", 4), (4, 2, "global", 4)]
 
 
 @pytest.mark.parametrize("frames,causal,layout,shift_div,summary", CASES)
@@ -128,3 +130,13 @@ def test_causal_mixing_never_sees_the_future():
     x2[:, 3:] = torch.randn_like(x2[:, 3:])  # change frames 3 and 4 only
     assert_close(attn(x2)[:, :3], y[:, :3])
     assert not torch.allclose(attn(x2)[:, 3], y[:, 3])
+
+
+@pytest.mark.parametrize("frames,segment,layout,shift_div", SEGMENT_CASES)
+def test_segmented_mixing_matches_loop_reference(frames, segment, layout, shift_div):
+    """The official Kinetics configs mix within independent segments (8 of 16 frames)."""
+    cfg = small_config(frames, mix_segment=segment, mix_layout=layout, shift_div=shift_div)
+    attn = MixingAttention(cfg)
+    torch.nn.init.normal_(attn.qkv.bias)
+    x = torch.randn(2, frames, cfg.num_tokens, cfg.embed_dim)
+    assert_close(attn(x), reference_attention(x, attn, cfg), rtol=1e-5, atol=1e-5)

@@ -76,6 +76,9 @@ class XViTConfig:
     mix_layout: str = "per_head"
     # Causal mixing borrows from t-1 and t-2 instead of t+1 and t-1, for incremental streaming.
     causal: bool = False
+    # Frames per mixing segment (0: the whole clip). The official Kinetics configs mix within independent
+    # 8-frame halves of a 16-frame clip; set 8 to reproduce their checkpoints.
+    mix_segment: int = 0
     # Blocks whose keys/values also get one summary token (the spatial mean) per frame of the clip.
     summary_layers: tuple[int, ...] = ()
     # Zero-initialised temporal position embedding (1, T, 1, C) added to every token of frame t.
@@ -86,6 +89,8 @@ class XViTConfig:
     drop_rate: float = 0.0  # dropout on the per-frame features and inside the head's MLP
     drop_path_rate: float = 0.0
     layer_norm_eps: float = 1e-6
+    # The official temporal head uses PyTorch's default LayerNorm eps (1e-5); it matters for parity.
+    head_layer_norm_eps: float = 1e-6
 
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -97,7 +102,7 @@ class XViTConfig:
         need(self.mix_layout in MIX_LAYOUTS, f"mix_layout must be one of {MIX_LAYOUTS}, got {self.mix_layout!r}")
         need(self.img_size % self.patch_size == 0,
              f"img_size {self.img_size} must be a multiple of patch_size {self.patch_size}")
-        need(self.embed_dim % self.num_heads == 0,
+        need(self.num_heads >= 1 and self.embed_dim % self.num_heads == 0,
              f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
         need(self.num_frames >= 1, f"num_frames must be >= 1, got {self.num_frames}")
         need(self.shift_div >= 2, f"shift_div must be >= 2 (two borrowed groups), got {self.shift_div}")
@@ -112,6 +117,9 @@ class XViTConfig:
              f"causal is only defined for 'mixing' (and trivially 'space_only'), not {self.attention!r}")
         need(not (self.summary_layers and self.attention != "mixing"),
              "summary tokens are part of the mixing attention; use attention='mixing'")
+        need(self.mix_segment == 0 or self.num_frames % self.mix_segment == 0,
+             f"mix_segment {self.mix_segment} must divide num_frames {self.num_frames}")
+        need(not (self.causal and self.mix_segment), "a causal model mixes over the whole stream: mix_segment=0")
         need(not (self.causal and self.summary_layers),
              "summary tokens of later frames would leak the future into a causal model")
 

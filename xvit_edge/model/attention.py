@@ -71,13 +71,19 @@ class MixingAttention(Attention):
         self.fold = config.fold
         self.offsets = config.mix_offsets
         self.per_head = config.mix_layout == "per_head"
+        self.segment = config.mix_segment
         self.summary = summary
 
     def mix(self, x: torch.Tensor) -> torch.Tensor:
         """`(B, T, N, C)` keys or values -> mixed, heads split: `(B, T, H, N, d)`."""
+        b, t = x.shape[:2]
+        if self.segment and self.segment != t:  # independent segments of `segment` frames each
+            x = x.reshape(b * t // self.segment, self.segment, *x.shape[2:])
         if self.per_head:  # groups inside each head's d channels (the paper)
-            return mix_time(x.unflatten(-1, (self.num_heads, -1)), self.fold, self.offsets).transpose(2, 3)
-        return split_heads(mix_time(x, self.fold, self.offsets), self.num_heads)  # over all C (official code)
+            x = mix_time(x.unflatten(-1, (self.num_heads, -1)), self.fold, self.offsets).transpose(2, 3)
+        else:  # groups over the whole head-major embedding (the official code)
+            x = split_heads(mix_time(x, self.fold, self.offsets), self.num_heads)
+        return x.reshape(b, t, *x.shape[2:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, N, C)
         q, k, v = self.project(x)

@@ -20,10 +20,10 @@ class TemporalAttentionHead(nn.Module):
         dim = config.embed_dim
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.blocks = nn.ModuleList(
-            Block(dim, config.mlp_hidden, Attention(dim, config.num_heads, qkv_bias=False), config.layer_norm_eps)
+            Block(dim, config.mlp_hidden, Attention(dim, config.num_heads, qkv_bias=False), config.head_layer_norm_eps)
             for _ in range(config.head_depth)
         )
-        self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.norm = nn.LayerNorm(dim, eps=config.head_layer_norm_eps)
         self.fc1 = nn.Linear(dim, dim)
         self.act = nn.GELU()
         self.drop = nn.Dropout(config.drop_rate)

@@ -67,7 +67,10 @@ class LoadReport:
 def read_state_dict(path: str | os.PathLike) -> StateDict:
     """Read the tensors of a `.pth`/`.pt`/`.bin` (safely) or `.safetensors` file, unwrapping the usual
     containers (`state_dict`, `model`, `model_state`) and a DistributedDataParallel `module.` prefix."""
-    obj = _load_file(path)
+    return _unwrap(_load_file(path), path)
+
+
+def _unwrap(obj: Any, path: str | os.PathLike) -> StateDict:
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model_state", "model"):
             if isinstance(obj.get(key), Mapping):
@@ -271,3 +274,132 @@ def _load_partial(model: XViT, converted: StateDict, report: LoadReport) -> Load
     report.new = missing
     log.info(report.summary())
     return report
+
+
+# --------------------------------------------------------------------------------------- official X-ViT
+
+# Official (1adrianb/video-transformers, SlowFast-based) names -> ours. The backbone is timm's ViT under
+# `base_model.`; the temporal head ("VitHead") is `consensus.`: its blocks are `temporal_encoder.N` and its
+# classifier is `mlp_head` = Sequential(LayerNorm, Linear, GELU, Dropout, Linear).
+_OFFICIAL_RENAMES = (
+    ("base_model.temp_embed", "temporal_embed"),
+    ("base_model.", ""),
+    ("consensus.temporal_encoder.", "head.blocks."),
+    ("consensus.cls_token", "head.cls_token"),
+    ("consensus.mlp_head.0.", "head.norm."),
+    ("consensus.mlp_head.1.", "head.fc1."),
+    ("consensus.mlp_head.4.", "head.fc2."),
+)
+# Unused by the 'vit' consensus: the backbone's replaced classifier and the dropout-path classifier.
+_OFFICIAL_UNUSED = ("base_model.head.", "new_fc.", "base_model.pre_logits.")
+
+
+def _official_name(key: str) -> str | None:
+    for old, new in _OFFICIAL_RENAMES:
+        if key.startswith(old):
+            return new + key[len(old):]
+    return None
+
+
+def official_to_xvit(state: Mapping[str, torch.Tensor], model: XViT, source: str = "state dict") -> tuple[StateDict, LoadReport]:
+    """Rename an official X-ViT state dict to this model's names; a shorter temporal embedding (the
+    official Kinetics configs embed 8 positions for 16 frames, repeating them) is tiled to `num_frames`."""
+    if "base_model.patch_embed.proj.weight" not in state or "consensus.cls_token" not in state:
+        raise CheckpointError(f"{source}: not an official X-ViT checkpoint (no base_model.patch_embed.proj.weight "
+                              f"/ consensus.cls_token; first keys: {list(state)[:4]})")
+    report = LoadReport(source)
+    out: StateDict = {}
+    unknown = []
+    for k, v in state.items():
+        name = _official_name(k)
+        if k.startswith(_OFFICIAL_UNUSED):
+            report.ignored.append(k)
+        elif name is None:
+            unknown.append(k)
+        elif name == "temporal_embed" and v.shape[1] != model.config.num_frames:
+            frames = model.config.num_frames
+            if frames % v.shape[1]:
+                raise CheckpointError(f"{source}: temp_embed has {v.shape[1]} positions, which do not tile "
+                                      f"{frames} frames")
+            out[name] = v.repeat(1, frames // v.shape[1], 1, 1)
+            report.resized.append(f"temporal_embed {tuple(v.shape)} -> {tuple(out[name].shape)} (tiled)")
+        elif name == "pos_embed":
+            out[name] = torch.cat([v[:, :1], resample_pos_embed(v, model.config.grid_size)[:, 1:]], dim=1)
+            if out[name].shape != v.shape:
+                report.resized.append(f"pos_embed {tuple(v.shape)} -> {tuple(out[name].shape)}")
+        else:
+            out[name] = v
+    if unknown:
+        raise CheckpointError(f"{source}: keys an official X-ViT does not have, e.g. {unknown[:4]}")
+    return out, report
+
+
+def _official_setting(cfg_text: Any, key: str) -> int | None:
+    """An integer setting from the YAML dump that SlowFast saves beside the weights (`cfg`)."""
+    import re
+
+    if not isinstance(cfg_text, str):
+        return None
+    m = re.search(rf"^\s*{key}:\s*(\d+)\s*$", cfg_text, flags=re.MULTILINE)
+    return int(m.group(1)) if m else None
+
+
+def load_official_xvit(path: str | os.PathLike, *, shift_div: int | None = None, num_frames: int | None = None,
+                       mix_segment: int | None = None, num_heads: int | None = None,
+                       ) -> tuple[XViT, Preprocessing, LoadReport]:
+    """Build the model of an official X-ViT checkpoint (e.g. `xvit_b16_16_k600.pth`, `xvit_b16_16_ss2.pth`)
+    and load every tensor. Architecture comes from the tensor shapes; `shift_div` and the mixing segment
+    (`XVIT.SHIFT_DIV`, `XVIT.NUM_SEGMENTS`) from the config saved in the file, or from the arguments.
+    Heads are not visible in the weights: ViT's 64 channels per head unless `num_heads` is given.
+    Returns the model (eval mode), its preprocessing (mean/std 0.5, 224 px crop) and the report."""
+    obj = _load_file(path)
+    cfg_text = obj.get("cfg") if isinstance(obj, Mapping) else None
+    state = _unwrap(obj, path)
+    if "base_model.patch_embed.proj.weight" not in state:
+        raise CheckpointError(f"{path}: not an official X-ViT checkpoint (no base_model.patch_embed.proj.weight)")
+    shift_div = shift_div or _official_setting(cfg_text, "SHIFT_DIV")
+    if shift_div is None:
+        raise CheckpointError(f"{path}: the file does not record SHIFT_DIV; pass shift_div (8 for the Kinetics "
+                              "checkpoints, 4 for Something-Something v2)")
+    patch = state["base_model.patch_embed.proj.weight"]
+    dim, patch_size = patch.shape[0], patch.shape[-1]
+    grid = math.isqrt(state["base_model.pos_embed"].shape[1] - 1)
+    embed_frames = state["base_model.temp_embed"].shape[1]
+    num_frames = num_frames or _official_setting(cfg_text, "NUM_FRAMES") or embed_frames
+    segment = mix_segment if mix_segment is not None else (_official_setting(cfg_text, "NUM_SEGMENTS") or num_frames)
+    depth = 1 + max(int(k.split(".")[2]) for k in state if k.startswith("base_model.blocks."))
+    head_depth = 1 + max(int(k.split(".")[2]) for k in state if k.startswith("consensus.temporal_encoder."))
+    config = XViTConfig(
+        name="xvit_official", img_size=grid * patch_size, patch_size=patch_size, num_frames=num_frames,
+        embed_dim=dim, depth=depth, num_heads=num_heads or max(dim // 64, 1), num_classes=state["consensus.mlp_head.4.weight"].shape[0],
+        attention="mixing", shift_div=shift_div, mix_layout="global",
+        mix_segment=0 if segment == num_frames else segment, head="temporal", head_depth=head_depth,
+        head_layer_norm_eps=1e-5)
+    model = XViT(config)
+    converted, report = official_to_xvit(state, model, str(path))
+    _load_exact(model, converted, str(path))
+    report.loaded = sorted(converted)
+    log.info(report.summary())
+    return model.eval(), Preprocessing.for_size(config.img_size, mean=(0.5,) * 3, std=(0.5,) * 3), report
+
+
+def load_pretrained(model: XViT, path: str | os.PathLike) -> LoadReport:
+    """Initialise `model`'s backbone (and temporal head, where it fits) from any supported checkpoint: ours,
+    an official X-ViT, or a timm ViT/DeiT image model. The classifier is never taken over: class sets differ."""
+    obj = _load_file(path)
+    if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
+        state = dict(obj["state_dict"])
+        report = LoadReport(str(path))
+    else:
+        state = read_state_dict(path)
+        if "consensus.cls_token" in state:
+            state, report = official_to_xvit(state, model, str(path))
+        else:
+            state, report = timm_to_xvit(state, model, str(path))
+    classifier = ("head.fc2.", "head.fc.")
+    report.ignored += [k for k in state if k.startswith(classifier)]
+    state = {k: v for k, v in state.items() if not k.startswith(classifier)}
+    if isinstance(model.head, MeanHead):  # a temporal head has no place in a mean-head model
+        report.ignored += [k for k in state if k.startswith("head.")]
+        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    return _load_partial(model, state, report)
