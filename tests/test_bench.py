@@ -1,0 +1,25 @@
+"""The benchmark command writes its JSON, plot and table (figures themselves are not asserted: they are
+measurements, and the machine is noisy)."""
+
+from __future__ import annotations
+
+import json
+
+from xvit_edge.bench.__main__ import main
+from xvit_edge.bench.report import END, START
+
+
+def test_bench_quick_writes_results_table_and_plot(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{START}\nold\n{END}\ntail\n")
+    assert main(["--quick", "--preset", "xvit_test", "--out", str(tmp_path), "--threads", "1",
+                 "--update-readme", str(readme)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    rows = results["complexity"]["rows"]
+    assert {r["attention"] for r in rows} == {"mixing", "space_only", "divided", "joint"}
+    assert {r["frames"] for r in rows} == {4, 8, 16}
+    assert all(r["median_ms"] > 0 and r["repeats"] == 3 and r["warmup"] == 1 for r in rows)
+    assert results["peak"]["1"]["gflops"] > 0
+    assert (tmp_path / "complexity.png").stat().st_size > 1000
+    text = readme.read_text()
+    assert "old" not in text and "| mixing | 8 |" in text and text.endswith("tail\n")

@@ -1,0 +1,73 @@
+"""`python -m xvit_edge.bench [--quick]`: every benchmark, side by side in one process and one run.
+
+Writes `bench/results.json`, PNG plots and `bench/results.md` (the table the README shows). Sections:
+1. complexity: params, MACs and latency vs frames for each attention type;
+5. the machine's GEMM peak, and each model's achieved GFLOP/s as a fraction of it.
+Each figure records how it was measured (warm-up, repeats, threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ..config import PRESETS
+from . import complexity, peak
+from .report import markdown, update_readme
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m xvit_edge.bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer frame counts and repeats (finishes in < 3 minutes)")
+    p.add_argument("--preset", default="xvit_edge_tiny", choices=sorted(PRESETS), help="model to benchmark")
+    p.add_argument("--out", default="bench", help="folder for results.json, results.md and the plots")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to measure")
+    p.add_argument("--update-readme", metavar="README", help="replace the results block of this README")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    frames = [4, 8, 16] if args.quick else [4, 8, 16, 32]
+    repeats, warmup = (3, 1) if args.quick else (10, 2)
+    started = time.time()
+    results = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpus": torch.get_num_threads(), "torch": torch.__version__},
+        "settings": {"quick": args.quick, "preset": args.preset, "repeats": repeats, "warmup": warmup},
+        "peak": {str(t): peak.gemm_gflops(t, repeats=repeats, warmup=warmup) for t in args.threads},
+    }
+    max_threads = max(args.threads)
+    results["complexity"] = complexity.run(args.preset, frames, max_threads, repeats, warmup)
+    peak_gflops = results["peak"][str(max_threads)]["gflops"]
+    for row in results["complexity"]["rows"] + [results["complexity"]["image_model"]]:
+        row["fraction_of_peak"] = row["gflops_achieved"] / peak_gflops
+    results["elapsed_s"] = time.time() - started
+
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    complexity.plot(results["complexity"], out / "complexity.png")
+    table = markdown(results)
+    (out / "results.md").write_text(table)
+    if args.update_readme:
+        update_readme(Path(args.update_readme), table)
+    print(table)
+    print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'complexity.png'} "
+          f"in {results['elapsed_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""The markdown results table, and its place in the README between two markers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def markdown(results: dict) -> str:
+    s = results["settings"]
+    c = results["complexity"]
+    lines = [f"Measured by `python -m xvit_edge.bench{' --quick' if s['quick'] else ''}` "
+             f"(torch {results['machine']['torch']}, {s['warmup']} warm-up + {s['repeats']} timed runs, median).", ""]
+    lines += ["**Machine peak** (fp32 `torch.mm` 1024x1024):",
+              ", ".join(f"{t} thread{'s' if t != '1' else ''}: {p['gflops']:.1f} GFLOP/s"
+                        for t, p in results["peak"].items()), ""]
+    img = c["image_model"]
+    lines += [f"**Complexity vs frames**, `{c['preset']}`, batch 1, {c['threads']} threads. "
+              f"Image model (one frame): {img['gmacs']:.3f} GMACs, {img['median_ms']:.1f} ms.", "",
+              "| attention | T | params (M) | GMACs | GMACs / (T x image) | latency (ms) | p90 (ms) "
+              "| latency / (T x image) | GFLOP/s | of peak |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in c["rows"]:
+        lines.append(f"| {r['attention']} | {r['frames']} | {r['params'] / 1e6:.2f} | {r['gmacs']:.2f} "
+                     f"| {r['macs_over_T_x_image']:.3f} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} "
+                     f"| {r['latency_over_T_x_image']:.2f} | {r['gflops_achieved']:.1f} "
+                     f"| {100 * r['fraction_of_peak']:.0f}% |")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, table: str) -> None:
+    """Replace the text between the bench markers of `readme` with `table`."""
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"{readme}: no '{START}' ... '{END}' block to update")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{START}\n{table}{END}{tail}")
