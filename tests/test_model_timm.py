@@ -99,3 +99,17 @@ def test_layer_scale_vit_is_refused(timm):
                    init_values=1e-5)
     with pytest.raises(CheckpointError, match="ls1"):
         load_timm_weights(create_model("xvit_test"), ref.state_dict())
+
+
+def test_safetensors_checkpoint_loads(timm, tmp_path):
+    from safetensors.torch import save_file
+
+    ref = timm_vit(timm, "vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2)
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(path))
+    model = create_model("xvit_test")
+    assert "blocks.1.mlp.fc2.weight" in load_timm_weights(model, path).loaded
+    torch.testing.assert_close(model.blocks[1].mlp.fc2.weight.detach(), ref.blocks[1].mlp.fc2.weight.detach())
+    path.write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="not a valid .safetensors file"):
+        load_timm_weights(model, path)
