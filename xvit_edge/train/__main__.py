@@ -1,0 +1,91 @@
+"""`python -m xvit_edge.train` (or `torchrun --nproc_per_node N -m xvit_edge.train`): fine-tune X-ViT."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import logging
+import sys
+
+from ..config import PRESETS
+from .loop import TrainConfig, train
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`key=value` pairs for XViTConfig fields; values are Python literals (`shift_div=8`, `causal=True`)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"--set expects key=value, got {item!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value  # a bare word such as attention=space_only
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig(train_data="")
+    p = argparse.ArgumentParser(
+        prog="python -m xvit_edge.train",
+        description="Fine-tune an X-ViT video classifier on your clips. Run under torchrun for "
+        "DistributedDataParallel on several processes (gloo on CPU, nccl on GPU).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--train-data", required=True,
+                   help="training clips: a folder with one sub-folder per class, or a CSV/txt list of 'path,label'")
+    p.add_argument("--val-data", help="validation clips, same forms as --train-data; evaluated after every epoch")
+    p.add_argument("--out", default=d.out, help="output folder: last.pt, best.pt, history.json, training_curve.png")
+    p.add_argument("--preset", default=d.preset, choices=sorted(PRESETS), help="model architecture")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an XViTConfig field, e.g. --set attention=space_only --set num_frames=16")
+    p.add_argument("--init", help="start from weights: an xvit_edge checkpoint, a timm ViT/DeiT image checkpoint, "
+                   "or an official X-ViT checkpoint (format detected); default: from scratch")
+    p.add_argument("--resume", help="continue an interrupted run from its last.pt (model, optimizer, epoch)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="clips per step and per process")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate, after warm-up")
+    p.add_argument("--min-lr", type=float, default=d.min_lr, help="learning rate at the end of the cosine decay")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                   help="AdamW weight decay (not applied to biases, norms, tokens, embeddings)")
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear warm-up length, in epochs")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="cross-entropy label smoothing")
+    p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max gradient norm; 0 disables clipping")
+    p.add_argument("--sampling", default=d.sampling, choices=["segment", "uniform"],
+                   help="frame sampling: 'segment' (TSN/SSv2, one frame per segment) or 'uniform' "
+                   "(Kinetics-style dense clip with --stride)")
+    p.add_argument("--stride", type=int, default=d.stride, help="frame stride for --sampling uniform")
+    p.add_argument("--scale-min", type=float, default=d.scale_min,
+                   help="augmentation: smallest crop area fraction (one crop per clip)")
+    p.add_argument("--flip", action="store_true",
+                   help="augmentation: random horizontal flip (leave off when classes depend on left/right)")
+    p.add_argument("--mean", type=float, nargs=3, help="normalisation mean (default: ImageNet's)")
+    p.add_argument("--std", type=float, nargs=3, help="normalisation std (default: ImageNet's)")
+    p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes per training process")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (smoke tests)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--log-level", default="INFO", help="logging level")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = TrainConfig(
+        train_data=args.train_data, val_data=args.val_data, out=args.out, preset=args.preset,
+        model_overrides=parse_overrides(args.overrides), init=args.init, resume=args.resume, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr, weight_decay=args.weight_decay,
+        warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, grad_clip=args.grad_clip,
+        sampling=args.sampling, stride=args.stride, scale_min=args.scale_min, flip=args.flip,
+        mean=tuple(args.mean) if args.mean else None, std=tuple(args.std) if args.std else None,
+        workers=args.workers, seed=args.seed, max_steps=args.max_steps, device=args.device)
+    state = train(cfg).state
+    last = state["history"][-1] if state["history"] else {}
+    print(f"done: {state['epoch']} epochs, {state['step']} steps; last epoch: "
+          + ", ".join(f"{k}={v:.4g}" for k, v in last.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Fine-tuning X-ViT on the user's videos: one process or many (DDP through torchrun).
+
+AdamW with a linear warm-up then cosine decay (per step), label smoothing, clip-consistent augmentation,
+evaluation every epoch, resumable checkpoints in our format (`last.pt`, `best.pt`), a tqdm progress bar, a
+JSON history and a training-curve PNG.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ..config import Preprocessing, get_config
+from ..model import XViT
+from ..model.weights import load_checkpoint, load_pretrained, save_checkpoint
+from . import distributed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; saved in every checkpoint so a run can be resumed or reproduced."""
+
+    train_data: str
+    val_data: str | None = None
+    out: str = "runs/xvit"
+    preset: str = "xvit_edge_tiny"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None  # timm / official / our checkpoint to start from; None: from scratch
+    resume: str | None = None
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 5e-4
+    min_lr: float = 1e-6
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    grad_clip: float = 1.0
+    sampling: str = "segment"
+    stride: int = 2
+    scale_min: float = 0.7
+    flip: bool = False
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    workers: int = 2
+    seed: int = 0
+    max_steps: int | None = None  # stop early (smoke tests, profiling)
+    device: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_at(step: int, total: int, warmup: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to `lr`, then cosine decay to `min_lr` (per optimizer step)."""
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on biases, norms, tokens and embeddings (1-D tensors and position/class tokens)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name.endswith(("_token", "_embed")) else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> tuple[XViT, Preprocessing]:
+    """The preset with the dataset's class count, its backbone initialised from `cfg.init` when given."""
+    config = get_config(cfg.preset, num_classes=num_classes, **cfg.model_overrides)
+    model = XViT(config)
+    pre = Preprocessing.for_size(config.img_size, mean=cfg.mean, std=cfg.std)
+    if cfg.init:
+        log.info(load_pretrained(model, cfg.init).summary())
+    return model, pre
+
+
+def make_loader(dataset: torch.utils.data.Dataset, cfg: TrainConfig, info: distributed.DistInfo, train: bool,
+                epoch_seed: int = 0) -> DataLoader:
+    from ..data.datasets import collate_skip_bad
+
+    sampler = DistributedSampler(dataset, info.world_size, info.rank, shuffle=train, seed=cfg.seed,
+                                 drop_last=False) if info.enabled else None
+    generator = torch.Generator().manual_seed(cfg.seed + epoch_seed)
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=train and sampler is None, sampler=sampler,
+                      num_workers=cfg.workers, collate_fn=collate_skip_bad, generator=generator,
+                      persistent_workers=False, drop_last=False)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, info: distributed.DistInfo) -> dict[str, float]:
+    """Top-1 accuracy and mean loss over the loader (summed over ranks); multi-view clips are averaged."""
+    model.eval()
+    correct = seen = loss_sum = skipped = 0.0
+    for batch in loader:
+        if batch.clips is None:
+            skipped += len(batch.skipped)
+            continue
+        clips, labels = batch.clips.to(info.device), batch.labels.to(info.device)
+        if clips.dim() == 6:  # (B, views, T, 3, H, W): average the scores of the views
+            b, v = clips.shape[:2]
+            logits = model(clips.flatten(0, 1)).view(b, v, -1).softmax(-1).mean(1).log()
+        else:
+            logits = model(clips)
+        loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+        correct += (logits.argmax(-1) == labels).sum().item()
+        seen += labels.numel()
+        skipped += len(batch.skipped)
+    correct, seen, loss_sum, skipped = distributed.all_reduce_sum([correct, seen, loss_sum, skipped], info)
+    return {"top1": correct / max(seen, 1), "loss": loss_sum / max(seen, 1), "clips": seen, "skipped": skipped}
+
+
+@dataclass
+class TrainResult:
+    model: XViT  # this rank's model at the end (every rank holds the same weights under DDP)
+    state: dict[str, Any]  # epoch, step, history (per-epoch losses, top-1, skipped clips), best_top1
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run training on this process (one of `torchrun`'s, or alone); checkpoints are written by rank 0."""
+    from tqdm import tqdm
+
+    from ..data.datasets import VideoClipDataset, load_samples
+
+    info = distributed.setup(cfg.device)
+    try:
+        seed_everything(cfg.seed + info.rank)
+        out = Path(cfg.out)
+        if info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+        train_samples, labels = load_samples(cfg.train_data)
+        model, pre = build_model(cfg, len(labels))
+        state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "best_top1": -1.0}
+        if cfg.resume:
+            model, meta = load_checkpoint(cfg.resume)
+            labels, pre = meta.labels, meta.preprocessing
+            state = meta.extra["train_state"]
+        frames = model.config.num_frames
+        train_set = VideoClipDataset(train_samples, labels, frames, pre, train=True, sampling=cfg.sampling,
+                                     stride=cfg.stride, scale_min=cfg.scale_min, flip=cfg.flip, seed=cfg.seed)
+        val_set = None
+        if cfg.val_data:
+            val_samples, _ = load_samples(cfg.val_data, labels=labels)
+            val_set = VideoClipDataset(val_samples, labels, frames, pre, train=False, sampling=cfg.sampling,
+                                       stride=cfg.stride)
+        model.to(info.device)
+        ddp = nn.parallel.DistributedDataParallel(model) if info.enabled else model
+        optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
+        if cfg.resume:
+            optimizer.load_state_dict(meta.extra["optimizer"])
+        criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+        steps_per_epoch = math.ceil(len(train_set) / (cfg.batch_size * info.world_size))
+        total = steps_per_epoch * cfg.epochs
+        warmup = int(cfg.warmup_epochs * steps_per_epoch)
+        for epoch in range(state["epoch"], cfg.epochs):
+            train_set.epoch = epoch  # new augmentation draws every epoch, reproducible from the seed
+            loader = make_loader(train_set, cfg, info, train=True, epoch_seed=epoch)
+            if isinstance(loader.sampler, DistributedSampler):
+                loader.sampler.set_epoch(epoch)
+            ddp.train()
+            loss_sum = seen = skipped = 0.0
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not info.is_main, leave=False)
+            for batch in bar:
+                skipped += len(batch.skipped)
+                if batch.clips is None:
+                    continue
+                for g in optimizer.param_groups:
+                    g["lr"] = lr_at(state["step"], total, warmup, cfg)
+                clips, target = batch.clips.to(info.device), batch.labels.to(info.device)
+                loss = criterion(ddp(clips), target)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss became {loss.item()} at step {state['step']}; lower --lr")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                state["step"] += 1
+                loss_sum += loss.item() * target.numel()
+                seen += target.numel()
+                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+                if cfg.max_steps and state["step"] >= cfg.max_steps:
+                    break
+            loss_sum, seen, skipped = distributed.all_reduce_sum([loss_sum, seen, skipped], info)
+            record = {"epoch": epoch + 1, "step": state["step"], "train_loss": loss_sum / max(seen, 1),
+                      "train_skipped": skipped}
+            if skipped:
+                log.warning("epoch %d: skipped %d unreadable clips (see the warnings above)", epoch + 1, skipped)
+            if val_set is not None:
+                val = evaluate(ddp, make_loader(val_set, cfg, info, train=False), info)
+                record.update({f"val_{k}": v for k, v in val.items()})
+            state["history"].append(record)
+            state["epoch"] = epoch + 1
+            top1 = record.get("val_top1", -record["train_loss"])
+            is_best = top1 > state["best_top1"]
+            state["best_top1"] = max(top1, state["best_top1"])
+            if info.is_main:
+                log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in record.items()))
+                extra = {"train_state": state, "optimizer": optimizer.state_dict(), "train_config": cfg.to_dict()}
+                save_checkpoint(out / "last.pt", model, labels, pre, **extra)
+                if is_best:
+                    save_checkpoint(out / "best.pt", model, labels, pre, **extra)
+                (out / "history.json").write_text(json.dumps(state["history"], indent=2))
+                plot_history(state["history"], out / "training_curve.png")
+            if cfg.max_steps and state["step"] >= cfg.max_steps:
+                break
+        return TrainResult(model, state)
+    finally:
+        distributed.cleanup()
+
+
+def plot_history(history: list[dict[str, float]], path: Path) -> None:
+    """Training loss and validation top-1 per epoch, as a PNG (skipped when matplotlib is missing)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed (pip install 'xvit-edge[plot]'); no training curve written")
+        return
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train loss")
+    if "val_loss" in history[0]:
+        ax.plot(epochs, [h["val_loss"] for h in history], "s-", label="val loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    if "val_top1" in history[0]:
+        ax2 = ax.twinx()
+        ax2.plot(epochs, [100 * h["val_top1"] for h in history], "g^-", label="val top-1 (%)")
+        ax2.set_ylabel("val top-1 (%)")
+        ax2.set_ylim(0, 100)
+        ax2.legend(loc="center right")
+    ax.legend(loc="upper right")
+    ax.set_title("training curve")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
