@@ -211,6 +211,15 @@ def resample_pos_embed(pos_embed: torch.Tensor, new_grid: int, num_prefix: int =
     return torch.cat([prefix, grid], dim=1)
 
 
+def _fit_pos_embed(v: torch.Tensor, model: XViT, num_prefix: int, report: LoadReport) -> torch.Tensor:
+    """The class token's row, then the patch grid resampled to the model's input size; other prefix rows
+    (DeiT's distillation token) are dropped."""
+    new = torch.cat([v[:, :1], resample_pos_embed(v, model.config.grid_size, num_prefix)[:, num_prefix:]], dim=1)
+    if new.shape != v.shape:
+        report.resized.append(f"pos_embed {tuple(v.shape)} -> {tuple(new.shape)}")
+    return new
+
+
 def timm_to_xvit(state: Mapping[str, torch.Tensor], model: XViT, source: str = "state dict") -> tuple[StateDict, LoadReport]:
     """Convert a timm ViT/DeiT image state dict to this model's names and sizes ("inflation": the mixing
     adds no parameters, so every backbone weight is reused as it is; only the position grid is resampled)."""
@@ -223,11 +232,7 @@ def timm_to_xvit(state: Mapping[str, torch.Tensor], model: XViT, source: str = "
     unknown = []
     for k, v in state.items():
         if k == "pos_embed":
-            grid = resample_pos_embed(v, model.config.grid_size, num_prefix)[:, num_prefix:]
-            new = torch.cat([v[:, :1], grid], dim=1)  # the class token's row, then the (resampled) grid
-            if new.shape != v.shape:
-                report.resized.append(f"pos_embed {tuple(v.shape)} -> {tuple(new.shape)}")
-            out[k] = new
+            out[k] = _fit_pos_embed(v, model, num_prefix, report)
         elif k.startswith(_BACKBONE):
             out[k] = v
         elif k.startswith(("head.weight", "head.bias")) and isinstance(model.head, MeanHead) \
@@ -324,9 +329,7 @@ def official_to_xvit(state: Mapping[str, torch.Tensor], model: XViT, source: str
             out[name] = v.repeat(1, frames // v.shape[1], 1, 1)
             report.resized.append(f"temporal_embed {tuple(v.shape)} -> {tuple(out[name].shape)} (tiled)")
         elif name == "pos_embed":
-            out[name] = torch.cat([v[:, :1], resample_pos_embed(v, model.config.grid_size)[:, 1:]], dim=1)
-            if out[name].shape != v.shape:
-                report.resized.append(f"pos_embed {tuple(v.shape)} -> {tuple(out[name].shape)}")
+            out[name] = _fit_pos_embed(v, model, 1, report)
         else:
             out[name] = v
     if unknown:
