@@ -81,6 +81,8 @@ def list_samples(list_file: str | os.PathLike, root: str | os.PathLike | None = 
 def load_samples(source: str | os.PathLike, labels: list[str] | None = None) -> tuple[list[Sample], list[str]]:
     """A folder per class or a list file; with `labels`, indices follow that label order (validation)."""
     p = Path(source)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such folder or list file")
     if p.is_dir():
         samples, found = folder_samples(p)
         if labels is None:

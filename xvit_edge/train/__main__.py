@@ -80,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         sampling=args.sampling, stride=args.stride, scale_min=args.scale_min, flip=args.flip,
         mean=tuple(args.mean) if args.mean else None, std=tuple(args.std) if args.std else None,
         workers=args.workers, seed=args.seed, max_steps=args.max_steps, device=args.device)
-    state = train(cfg).state
+    try:
+        state = train(cfg).state
+    except (FileNotFoundError, ValueError) as e:  # bad paths, label files, configs, checkpoints: one clear line
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     last = state["history"][-1] if state["history"] else {}
     print(f"done: {state['epoch']} epochs, {state['step']} steps; last epoch: "
           + ", ".join(f"{k}={v:.4g}" for k, v in last.items()))
