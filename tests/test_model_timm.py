@@ -16,6 +16,7 @@ MATCHING = {
     "xvit_edge_tiny": ("vit_tiny_patch16_224", dict(img_size=160)),
     "xvit_edge_small": ("vit_small_patch16_224", {}),
     "xvit_b16_8": ("vit_base_patch16_224", {}),
+    "xvit_b16_16": ("vit_base_patch16_224", {}),
 }
 
 
@@ -38,7 +39,7 @@ def test_timm_weights_reproduce_timm_features_per_frame(timm, preset):
     assert "pos_embed" in report.loaded and not report.resized
     assert "temporal_embed" in report.new and "head.fc2.weight" in report.new
     cfg = model.config
-    video = torch.randn(2, cfg.num_frames, 3, cfg.img_size, cfg.img_size)
+    video = torch.randn(1 if cfg.embed_dim >= 768 else 2, cfg.num_frames, 3, cfg.img_size, cfg.img_size)
     with torch.no_grad():
         ours = model.forward_features(video)  # (B, T, N + 1, C)
         for t in range(cfg.num_frames):
