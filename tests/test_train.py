@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -94,20 +95,46 @@ def _ddp_worker(rank: int, world: int, port: int, cfg: TrainConfig, out: str) ->
     torch.save(result.model.state_dict(), f"{out}/rank{rank}.pt")
 
 
-def test_ddp_two_cpu_processes_end_with_identical_weights(synth, tmp_path):
+def run_ddp(cfg: TrainConfig, out: Path, timeout: float = 240) -> tuple[dict, dict]:
+    """Train on 2 CPU processes (gloo); returns both ranks' final state dicts. Fails instead of hanging."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    ctx = mp.spawn(_ddp_worker, args=(2, port, cfg, str(out)), nprocs=2, join=False)
+    deadline = time.monotonic() + timeout
+    while not ctx.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail(f"DDP training did not finish in {timeout} s (ranks out of step?)")
+    return (torch.load(out / "rank0.pt", weights_only=True), torch.load(out / "rank1.pt", weights_only=True))
+
+
+def test_ddp_two_cpu_processes_end_with_identical_weights(synth, tmp_path):
     cfg = config(synth, tmp_path, val_data=None, batch_size=2, max_steps=3)
-    mp.spawn(_ddp_worker, args=(2, port, cfg, str(tmp_path)), nprocs=2, join=True)
-    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    r0, r1 = run_ddp(cfg, tmp_path)
     init = train.__globals__["build_model"](cfg, 4)[0].state_dict()  # same seed: the weights before training
     changed = [k for k in r0 if not torch.equal(r0[k], init[k])]
     assert changed, "training changed no weight"
     for key in r0:
         torch.testing.assert_close(r0[key], r1[key], rtol=0, atol=0)
     assert load_checkpoint(tmp_path / "last.pt")[1].extra["train_state"]["step"] == 3
+
+
+def test_ddp_rank_with_only_a_bad_clip_keeps_in_step(synth, tmp_path):
+    """A batch of nothing but unreadable clips on one rank must not hang the other at the all-reduce."""
+    data = tmp_path / "data"
+    for cls in (synth / "train").iterdir():
+        (data / cls.name).mkdir(parents=True)
+        for clip in sorted(cls.iterdir())[:2]:
+            (data / cls.name / clip.name).write_bytes(clip.read_bytes())
+    (data / "grow" / "zz_corrupt.mp4").write_bytes(b"junk" * 100)
+    cfg = config(synth, tmp_path, train_data=str(data), val_data=None, batch_size=1)
+    r0, r1 = run_ddp(cfg, tmp_path)
+    for key in r0:
+        torch.testing.assert_close(r0[key], r1[key], rtol=0, atol=0)
+    history = load_checkpoint(tmp_path / "last.pt")[1].extra["train_state"]["history"]
+    assert history[0]["train_skipped"] >= 1
 
 
 def test_help_explains_every_flag(capsys):

@@ -185,12 +185,19 @@ def train(cfg: TrainConfig) -> TrainResult:
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not info.is_main, leave=False)
             for batch in bar:
                 skipped += len(batch.skipped)
-                if batch.clips is None:
-                    continue
+                weight = 1.0
+                if batch.clips is None:  # every clip of this batch was unreadable
+                    if not info.enabled:
+                        continue
+                    # Under DDP every rank must join each gradient all-reduce, or the others hang:
+                    # step on a blank clip whose loss counts zero.
+                    cfg_m = model.config
+                    batch.clips = torch.zeros(1, cfg_m.num_frames, cfg_m.in_chans, cfg_m.img_size, cfg_m.img_size)
+                    batch.labels, weight = torch.zeros(1, dtype=torch.long), 0.0
                 for g in optimizer.param_groups:
                     g["lr"] = lr_at(state["step"], total, warmup, cfg)
                 clips, target = batch.clips.to(info.device), batch.labels.to(info.device)
-                loss = criterion(ddp(clips), target)
+                loss = criterion(ddp(clips), target) * weight
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss.item()} at step {state['step']}; lower --lr")
                 optimizer.zero_grad(set_to_none=True)
@@ -200,7 +207,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 optimizer.step()
                 state["step"] += 1
                 loss_sum += loss.item() * target.numel()
-                seen += target.numel()
+                seen += target.numel() * weight
                 bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
                 if cfg.max_steps and state["step"] >= cfg.max_steps:
                     break
