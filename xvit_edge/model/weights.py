@@ -106,6 +106,8 @@ def _load_file(path: str | os.PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if "Unsupported global" not in str(e) and "GLOBAL" not in str(e):  # junk bytes, not a refused object
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint; is it truncated or corrupt?") from e
         raise CheckpointError(
             f"{path}: refused to unpickle: the file holds Python objects beyond tensors and plain containers, "
             f"which a weights file should not ({str(e).splitlines()[0]})") from e

@@ -1,0 +1,124 @@
+"""Export to ExecuTorch, ONNX and Core ML, verified against the eager model; bad input ends in one line."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+
+import pytest
+import torch
+
+from xvit_edge import Preprocessing, create_model
+from xvit_edge.export import ExportError, export
+from xvit_edge.export.__main__ import main
+from xvit_edge.export.executorch import run_pte
+from xvit_edge.export.onnx import run_onnx
+from xvit_edge.export.sidecar import read_sidecar
+from xvit_edge.export.verify import sample_inputs
+from xvit_edge.model.weights import save_checkpoint
+
+LABELS = [f"action_{i}" for i in range(10)]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = create_model("xvit_test", summary_layers=(1,)).eval()
+    with torch.no_grad():  # move the zero-initialised parts away from zero so every path matters
+        m.temporal_embed.normal_(0, 0.1)
+        m.head.cls_token.normal_(0, 0.1)
+    return m
+
+
+@pytest.mark.parametrize("target,precision", [("executorch", "fp32"), ("onnx", "fp32"),
+                                              ("coreml", "fp16"), ("coreml", "fp32")])
+def test_export_verifies_against_eager(model, tmp_path, target, precision):
+    pre = Preprocessing.for_size(32, mean=(0.5,) * 3, std=(0.5,) * 3)
+    art = export(model, LABELS, pre, target, tmp_path, precision, samples=3)
+    sidecar = read_sidecar(art.sidecar)
+    assert sidecar["config"] == model.config and sidecar["labels"] == LABELS and sidecar["preprocessing"] == pre
+    assert sidecar["input"]["shape"] == [1, 4, 3, 32, 32] and sidecar["precision"] == precision
+    assert sidecar["tools"]["torch"].startswith("2.13")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([art.path.name, art.sidecar.name])
+    if target == "coreml":
+        spec = art.report["coreml"]
+        assert spec["weight_dtypes"] == {"FLOAT16" if precision == "fp16" else "FLOAT32": spec["weight_dtypes"].get(
+            "FLOAT16" if precision == "fp16" else "FLOAT32")}
+        assert spec["labels"] == LABELS and spec["inputs"] == {"video": [1, 4, 3, 32, 32]}
+        assert "not run" in sidecar["verification"]["parity"]["numeric"]
+        return
+    # Re-run the artifact on fresh clips, independently of the exporter's own check.
+    inputs = sample_inputs(model.config, 3, seed=7)
+    run = run_pte if target == "executorch" else run_onnx
+    with torch.no_grad():
+        for x, y in zip(inputs, run(art.path, inputs)):
+            torch.testing.assert_close(y, model(x), rtol=0, atol=1e-4)
+    if target == "executorch":
+        d = art.report["delegation"]
+        assert not d["heavy_ops_not_delegated"]
+        for op in ("aten_linear_default", "aten_convolution_default", "aten_bmm_default"):
+            assert d["ops"][op]["delegated"] > 0 and d["ops"][op]["not_delegated"] == 0
+    else:
+        import onnx
+
+        proto = onnx.load(str(art.path))
+        assert json.loads({p.key: p.value for p in proto.metadata_props}["labels"]) == LABELS
+
+
+def test_cli_exports_all_targets(model, tmp_path, capsys):
+    ckpt = tmp_path / "model.pt"
+    save_checkpoint(ckpt, model, LABELS)
+    assert main(["--target", "all", "--checkpoint", str(ckpt), "--out", str(tmp_path / "out"), "--samples", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "executorch:" in out and "onnx:" in out and "coreml:" in out and "not run" in out
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["xvit_test_fp16.coreml.json", "xvit_test_fp16.mlpackage", "xvit_test_fp32.executorch.json",
+                     "xvit_test_fp32.onnx", "xvit_test_fp32.onnx.json", "xvit_test_fp32.pte"]
+
+
+def test_cli_bad_input_is_one_line_exit_2_and_leaves_nothing(model, tmp_path, capsys):
+    ckpt = tmp_path / "model.pt"
+    save_checkpoint(ckpt, model, LABELS)
+    with pytest.raises(SystemExit) as e:
+        main(["--target", "tflite", "--checkpoint", str(ckpt)])
+    assert e.value.code == 2
+    capsys.readouterr()
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    assert main(["--target", "onnx", "--checkpoint", str(junk), "--out", str(tmp_path / "o1")]) == 2
+    assert "junk.pt: not a readable PyTorch checkpoint" in capsys.readouterr().err
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root ignores permissions: use a path under a regular file instead
+            locked = tmp_path / "model.pt" / "sub"
+        assert main(["--target", "onnx", "--checkpoint", str(ckpt), "--out", str(locked)]) == 2
+        assert "cannot write to" in capsys.readouterr().err
+    finally:
+        os.chmod(tmp_path / "locked", 0o700)
+    assert not (tmp_path / "o1").exists() or not any((tmp_path / "o1").iterdir())
+
+
+def test_missing_optional_dependency_names_the_extra(model, tmp_path, monkeypatch):
+    real_import = builtins.__import__
+
+    def no_coremltools(name, *args, **kwargs):
+        if name == "coremltools" or name.startswith("coremltools."):
+            raise ImportError("No module named 'coremltools'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_coremltools)
+    with pytest.raises(ExportError, match=r"pip install .*xvit-edge\[export\]"):
+        export(model, LABELS, Preprocessing.for_size(32), "coreml", tmp_path, "fp16")
+    assert not any(tmp_path.iterdir())
+
+
+def test_failed_verification_leaves_no_artifact(model, tmp_path, monkeypatch):
+    import xvit_edge.export.onnx as onnx_export
+
+    monkeypatch.setattr(onnx_export, "run_onnx", lambda path, inputs: [torch.zeros(1, 10) for _ in inputs])
+    with pytest.raises(ExportError, match="disagrees with the eager model"):
+        export(model, LABELS, Preprocessing.for_size(32), "onnx", tmp_path)
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,42 @@
+"""ExecuTorch: lower to the XNNPACK delegate, write a .pte, run it with the ExecuTorch runtime."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+# The ops that carry the FLOPs: each must run inside XNNPACK, never in the portable kernels.
+HEAVY_OPS = ("aten_linear", "aten_convolution", "aten_bmm", "aten_mm", "aten_addmm", "aten_matmul")
+
+
+def export_pte(model: torch.nn.Module, example: torch.Tensor, path: Path) -> dict:
+    """Write `path` (.pte); returns the delegation summary (per op type: delegated / not delegated)."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.devtools.backend_debug import get_delegation_info
+    from executorch.exir import to_edge_transform_and_lower
+
+    program = torch.export.export(model, (example,))
+    edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    info = get_delegation_info(edge.exported_program().graph_module)
+    table = info.get_operator_delegation_dataframe()
+    ops = {row.op_type: {"delegated": int(row.occurrences_in_delegated_graphs),
+                         "not_delegated": int(row.occurrences_in_non_delegated_graphs)}
+           for row in table.itertuples() if row.op_type != "Total"}
+    path.write_bytes(edge.to_executorch().buffer)
+    summary = {"delegated_subgraphs": info.num_delegated_subgraphs, "ops": ops,
+               "heavy_ops_not_delegated": sorted(k for k, v in ops.items()
+                                                 if k.startswith(HEAVY_OPS) and v["not_delegated"])}
+    log.info("ExecuTorch delegation:\n%s", info.get_summary())
+    return summary
+
+
+def run_pte(path: Path, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Run the .pte's `forward` on each input with the ExecuTorch runtime."""
+    from executorch.runtime import Runtime
+
+    method = Runtime.get().load_program(str(path)).load_method("forward")
+    return [method.execute([x])[0].clone() for x in inputs]

@@ -1,0 +1,40 @@
+"""ONNX: torch.onnx's dynamo exporter, checked with onnx.checker, labels and preprocessing as metadata."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import torch
+
+
+def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, metadata: dict[str, str]) -> dict:
+    import onnx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(model, (example,), dynamo=True, external_data=False, verbose=False,
+                                    input_names=["video"], output_names=["logits"])
+    program.save(str(path))
+    proto = onnx.load(str(path))
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+    onnx.checker.check_model(str(path), full_check=True)
+    return {"opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
+            "checker": "passed", "metadata_keys": sorted(metadata)}
+
+
+def run_onnx(path: Path, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return [torch.from_numpy(session.run(None, {name: x.numpy()})[0]) for x in inputs]
+
+
+def metadata_for(labels: list[str], preprocessing: dict, config: dict) -> dict[str, str]:
+    return {"labels": json.dumps(labels), "preprocessing": json.dumps(preprocessing),
+            "xvit_config": json.dumps(config)}

@@ -1,0 +1,53 @@
+"""The sidecar JSON written beside every artifact: all a runtime needs to feed it and read its output
+(config, labels, preprocessing, input/output shapes, precision, tool versions, verification results)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+from pathlib import Path
+from typing import Any
+
+from ..config import Preprocessing, XViTConfig
+
+SIDECAR_FORMAT = "xvit_edge.sidecar"
+SIDECAR_VERSION = 1
+TOOLS = ("torch", "executorch", "torchao", "coremltools", "onnx", "onnxruntime", "onnxscript", "numpy", "xvit-edge")
+
+
+def tool_versions() -> dict[str, str]:
+    out = {}
+    for name in TOOLS:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def build_sidecar(artifact: str, target: str, precision: str, config: XViTConfig, labels: list[str],
+                  preprocessing: Preprocessing, verification: dict[str, Any]) -> dict[str, Any]:
+    t, s = config.num_frames, config.img_size
+    return {
+        "format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "artifact": artifact, "target": target,
+        "precision": precision, "mode": "clip", "config": config.to_dict(), "labels": list(labels),
+        "preprocessing": preprocessing.to_dict(),
+        "input": {"name": "video", "shape": [1, t, config.in_chans, s, s], "dtype": "float32",
+                  "layout": "(batch, frames, RGB channels, height, width), normalised with preprocessing"},
+        "output": {"name": "logits", "shape": [1, config.num_classes], "dtype": "float32"},
+        "frames": t, "state_shapes": {}, "tools": tool_versions(), "verification": verification,
+    }
+
+
+def write_sidecar(path: Path, sidecar: dict[str, Any]) -> None:
+    path.write_text(json.dumps(sidecar, indent=2))
+
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """Read and check a sidecar; returns the dict with `config` and `preprocessing` as objects."""
+    data = json.loads(Path(path).read_text())
+    if data.get("format") != SIDECAR_FORMAT:
+        raise ValueError(f"{path}: not an xvit_edge sidecar")
+    data["config"] = XViTConfig.from_dict(data["config"])
+    data["preprocessing"] = Preprocessing.from_dict(data["preprocessing"])
+    return data
