@@ -20,6 +20,10 @@ def test_bench_quick_writes_results_table_and_plot(tmp_path):
     assert {r["frames"] for r in rows} == {4, 8, 16}
     assert all(r["median_ms"] > 0 and r["repeats"] == 3 and r["warmup"] == 1 for r in rows)
     assert results["peak"]["1"]["gflops"] > 0
+    forms = {(r["form"], r["threads"]) for r in results["deployment"]["rows"]}
+    assert forms == {("eager fp32", 1), ("executorch fp32", 1), ("onnx fp32", 1)}
+    assert all(r["median_ms"] > 0 and r["size_mb"] > 0 for r in results["deployment"]["rows"])
+    assert results["deployment"]["coreml"]["weight_dtypes"] == {"FLOAT16": 16}
     assert (tmp_path / "complexity.png").stat().st_size > 1000
     text = readme.read_text()
     assert "old" not in text and "| mixing | 8 |" in text and text.endswith("tail\n")

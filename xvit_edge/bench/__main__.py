@@ -2,6 +2,7 @@
 
 Writes `bench/results.json`, PNG plots and `bench/results.md` (the table the README shows). Sections:
 1. complexity: params, MACs and latency vs frames for each attention type;
+2. deployment: latency and size of eager, ExecuTorch and ONNX fp32 with each thread count; Core ML size and ops;
 5. the machine's GEMM peak, and each model's achieved GFLOP/s as a fraction of it.
 Each figure records how it was measured (warm-up, repeats, threads).
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ..config import PRESETS
-from . import complexity, peak
+from . import complexity, deployment, peak
 from .report import markdown, update_readme
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     max_threads = max(args.threads)
     results["complexity"] = complexity.run(args.preset, frames, max_threads, repeats, warmup)
+    results["deployment"] = deployment.run(args.preset, args.threads, repeats, warmup)
     peak_gflops = results["peak"][str(max_threads)]["gflops"]
     for row in results["complexity"]["rows"] + [results["complexity"]["image_model"]]:
         row["fraction_of_peak"] = row["gflops_achieved"] / peak_gflops

@@ -26,6 +26,19 @@ def markdown(results: dict) -> str:
                      f"| {r['macs_over_T_x_image']:.3f} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} "
                      f"| {r['latency_over_T_x_image']:.2f} | {r['gflops_achieved']:.1f} "
                      f"| {100 * r['fraction_of_peak']:.0f}% |")
+    d = results.get("deployment")
+    if d:
+        lines += ["", f"**Deployment**, `{d['preset']}`, input {tuple(d['input_shape'])}, random weights "
+                  "(latency does not depend on them); each row timed in a fresh process.", "",
+                  "| form | threads | size (MB) | latency (ms) | p90 (ms) | max abs diff vs eager |", "|---|---|---|---|---|---|"]
+        for r in d["rows"]:
+            diff = "-" if r["parity_max_abs_diff"] is None else f"{r['parity_max_abs_diff']:.1e}"
+            lines.append(f"| {r['form']} | {r['threads']} | {r['size_mb']:.1f} | {r['median_ms']:.1f} "
+                         f"| {r['p90_ms']:.1f} | {diff} |")
+        c = d["coreml"]
+        top = sorted(c["op_counts"].items(), key=lambda kv: -kv[1])[:8]
+        lines += ["", f"Core ML fp16 `.mlpackage`: {c['size_mb']:.1f} MB, weights {c['weight_dtypes']}, ops "
+                  + ", ".join(f"{k} {v}" for k, v in top) + f"; latency {c['numeric_parity'].replace('not run: ', 'not measured: ')}."]
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,99 @@
+"""Section 2: latency (median, p90) and size of each deployable form, with 1 and 2 threads.
+
+Every (runtime, threads) pair is timed in a fresh subprocess: ExecuTorch's thread pool can only be sized
+before a program is loaded, and a fresh process keeps one measurement's allocations and threads from
+colouring the next.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..config import Preprocessing, get_config
+from ..export import export
+from ..model import XViT
+from ..model.weights import load_checkpoint, save_checkpoint
+from .timing import time_call
+
+log = logging.getLogger(__name__)
+
+
+def _size_mb(path: Path) -> float:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 1e6
+
+
+def measure(runtime: str, path: str, shape: list[int], threads: int, repeats: int, warmup: int) -> dict:
+    """Time one forward pass of `path` on `runtime` in this process (called in a fresh subprocess)."""
+    x = torch.randn(shape)
+    if runtime == "eager":
+        model = load_checkpoint(path)[0]
+        with torch.inference_mode():
+            return time_call(lambda: model(x), repeats=repeats, warmup=warmup, threads=threads).to_dict()
+    if runtime == "executorch":
+        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+        from executorch.runtime import Runtime
+
+        _unsafe_reset_threadpool(threads)  # before the program is loaded: resetting later crashes
+        method = Runtime.get().load_program(path).load_method("forward")
+        return time_call(lambda: method.execute([x]), repeats=repeats, warmup=warmup, threads=threads).to_dict()
+    if runtime == "onnxruntime":
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: x.numpy()}
+        return time_call(lambda: session.run(None, feed), repeats=repeats, warmup=warmup, threads=threads).to_dict()
+    raise ValueError(f"unknown runtime {runtime!r}")
+
+
+def _measure_in_subprocess(runtime: str, path: Path, shape: list[int], threads: int, repeats: int, warmup: int) -> dict:
+    args = json.dumps({"runtime": runtime, "path": str(path), "shape": shape, "threads": threads,
+                       "repeats": repeats, "warmup": warmup})
+    done = subprocess.run([sys.executable, "-m", "xvit_edge.bench.deployment", args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"timing {runtime} ({threads} threads) failed: {done.stderr.strip()[-800:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(preset: str, threads: list[int], repeats: int, warmup: int) -> dict:
+    """Export the preset (random weights: latency does not depend on them) and time every form."""
+    torch.manual_seed(0)
+    cfg = get_config(preset)
+    model = XViT(cfg).eval()
+    labels = [str(i) for i in range(cfg.num_classes)]
+    pre = Preprocessing.for_size(cfg.img_size)
+    shape = [1, cfg.num_frames, cfg.in_chans, cfg.img_size, cfg.img_size]
+    rows, coreml = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        save_checkpoint(tmp / "model.pt", model, labels, pre)
+        forms = [("eager fp32", "eager", tmp / "model.pt", None)]
+        for target in ("executorch", "onnx"):
+            art = export(model, labels, pre, target, tmp, "fp32", samples=2)
+            forms.append((f"{target} fp32", "executorch" if target == "executorch" else "onnxruntime", art.path,
+                          art.report))
+        art = export(model, labels, pre, "coreml", tmp, "fp16", samples=1)
+        coreml = {"size_mb": _size_mb(art.path), "op_counts": art.report["coreml"]["op_counts"],
+                  "weight_dtypes": art.report["coreml"]["weight_dtypes"],
+                  "numeric_parity": art.report["coreml"]["numeric_parity"]}
+        for label, runtime, path, report in forms:
+            size = _size_mb(path) if runtime != "eager" else sum(p.numel() * 4 for p in model.parameters()) / 1e6
+            for n in threads:
+                timing = _measure_in_subprocess(runtime, path, shape, n, repeats, warmup)
+                rows.append({"form": label, "runtime": runtime, "size_mb": size, **timing,
+                             "parity_max_abs_diff": (report or {}).get("parity", {}).get("max_abs_diff")})
+                log.info("%s, %d threads: %.1f ms", label, n, timing["median_ms"])
+    return {"preset": preset, "input_shape": shape, "rows": rows, "coreml": coreml}
+
+
+if __name__ == "__main__":  # the subprocess side of _measure_in_subprocess
+    print(json.dumps(measure(**json.loads(sys.argv[1]))))
