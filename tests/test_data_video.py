@@ -1,165 +1,246 @@
-"""Decoding (real clips from packages and generated ones), sampling, preprocessing, datasets, bad input."""
+"""Decoding (real VP9 and h264 clips, index-encoded generated clips), frame sampling, preprocessing, bad files."""
 
 from __future__ import annotations
 
+import logging
+
+import cv2
 import numpy as np
 import pytest
 import torch
 
-from clips import real_clip
+from clips import frame_ids, indexed_frames, real_clip_h264, real_clip_vp9, write_clip, write_indexed_clip  # noqa: F401
 from xvit_edge.config import Preprocessing
-from xvit_edge.data.datasets import VideoClipDataset, collate_skip_bad, list_samples, load_samples
-from xvit_edge.data.synthetic import write_video
 from xvit_edge.data.transforms import augment_frames, preprocess_frame, preprocess_frames, spatial_crops
-from xvit_edge.data.video import (VideoError, count_frames, multiview_indices, probe, read_frames, segment_indices,
-                                  uniform_indices)
+from xvit_edge.data.video import (VideoError, count_frames, multiview_indices, probe, read_all, read_frames,
+                                  segment_indices, uniform_indices)
 
-PRE = Preprocessing.for_size(32)
-
-
-def indexed_clip(path, n: int = 20, size: int = 48):
-    """Frame i is a flat grey of level 10 * i (survives lossy coding), with a red top-left block."""
-    frames = np.zeros((n, size, size, 3), np.uint8)
-    for i in range(n):
-        frames[i] = 10 * i
-        frames[i, :16, :16] = (255, 0, 0)
-    write_video(path, frames, fps=10)
-    return path
+PRE = Preprocessing.for_size(32)  # resize_shorter 37, crop 32
 
 
-def frame_ids(frames: np.ndarray) -> list[int]:
-    return [round(float(f[24:, 24:].mean()) / 10) for f in frames]
+# ------------------------------------------------------------------------------------------ real clips
 
-
-@pytest.mark.parametrize("name,frames,size", [("sports2d_demo.mp4", 230, (1768, 994)),
-                                              ("bigbuckbunny.mp4", 132, (1280, 720))])
-def test_real_clips_decode(name, frames, size):
-    path = real_clip(name)
+@pytest.mark.parametrize("fixture,frames,fps,size", [("real_clip_vp9", 230, 30.0, (1768, 994)),
+                                                     ("real_clip_h264", 132, 25.0, (1280, 720))])
+def test_real_clips_decode(request, fixture, frames, fps, size):
+    path = request.getfixturevalue(fixture)
     info = probe(path)
-    assert (info.frames, (info.width, info.height)) == (frames, size)
-    assert count_frames(path) == frames
+    assert (info.frames, info.fps, (info.width, info.height)) == (frames, fps, size)
+    assert count_frames(path) == frames  # the container's count is right for both
     clip = read_frames(path, segment_indices(frames, 8, train=False))
     assert clip.shape == (8, size[1], size[0], 3) and clip.dtype == np.uint8
-    assert clip.std() > 10  # real content, not a blank decode
+    assert clip.std() > 20  # real content, not a blank decode
+    # RGB order: the bottom quarter of both clips is sunlit grass, so blue is the weakest channel there.
+    r, g, b = clip[:, 3 * size[1] // 4:].reshape(-1, 3).mean(0)
+    assert b < r - 15 and b < g - 15
 
 
-def test_real_clip_through_the_dataset_with_test_time_views():
-    path = str(real_clip("sports2d_demo.mp4"))
-    ds = VideoClipDataset([(path, 0)], ["jumping"], 8, Preprocessing.for_size(64), train=False, num_clips=2,
-                          num_crops=3)
-    clips, label = ds[0]
-    assert clips.shape == (6, 8, 3, 64, 64) and label == 0
+def test_sequential_grab_retrieve_gives_the_frames_a_full_decode_gives(real_clip_h264):
+    everything = read_all(real_clip_h264)
+    picks = [131, 0, 57, 57, 100]
+    assert np.array_equal(read_frames(real_clip_h264, picks), everything[picks])
 
 
-def test_read_frames_returns_the_frames_asked_for_in_rgb(tmp_path):
-    path = indexed_clip(tmp_path / "idx.mp4")
-    frames = read_frames(path, [3, 0, 19, 3])
-    assert frame_ids(frames) == [3, 0, 19, 3]
-    r, g, b = frames[0, 4:12, 4:12].reshape(-1, 3).mean(0)
-    assert r > 200 and g < 60 and b < 60  # red stays red: BGR was converted
+def test_truncated_vp9_is_resampled_within_what_decodes(real_clip_vp9, tmp_path, caplog):
+    """The VP9 clip's index sits at the front, so its first half opens and claims all 230 frames."""
+    data = real_clip_vp9.read_bytes()
+    path = tmp_path / "half.mp4"
+    path.write_bytes(data[: len(data) // 2])
+    assert probe(path).frames == 230
+    decoded = count_frames(path)
+    assert 50 < decoded < 230
+    with caplog.at_level(logging.WARNING):
+        frames = read_frames(path, [0, 229])
+    assert "claims 230 frames but only" in caplog.text and str(path) in caplog.text
+    assert np.array_equal(frames, read_frames(real_clip_vp9, [0, 229 * decoded // 230]))
+    with pytest.raises(VideoError, match=rf"truncated: the container claims 230 frames but only {decoded} decode"):
+        read_frames(path, [0, 229], min_frames=200)
+
+
+# ------------------------------------------------------------------------------------------ generated clips
+
+def test_read_frames_returns_exactly_the_frames_asked_for_in_rgb(tmp_path):
+    path = write_indexed_clip(tmp_path / "idx.mp4", 40)
+    frames = read_frames(path, [7, 0, 39, 7, 12])  # any order, repeats
+    assert frame_ids(frames) == [7, 0, 39, 7, 12]
+    r, g, b = frames[:, :, 70].reshape(-1, 3).mean(0)
+    assert r > 240 and g < 15 and b < 15  # written red, read red: BGR was converted
+
+
+@pytest.mark.parametrize("sampling", ["segment", "uniform"])
+def test_sampled_indices_decode_to_those_frames(tmp_path, sampling):
+    path = write_indexed_clip(tmp_path / "idx.mp4", 48)
+    rng = np.random.default_rng(0)
+    idx = segment_indices(48, 8, train=True, rng=rng) if sampling == "segment" \
+        else uniform_indices(48, 8, 4, train=True, rng=rng)
+    assert frame_ids(read_frames(path, idx)) == idx
 
 
 def test_indices_past_the_end_are_resampled_within_the_file(tmp_path, caplog):
-    path = indexed_clip(tmp_path / "short.mp4", n=10)
-    frames = read_frames(path, [0, 9, 19])  # the container has 10 frames
+    path = write_indexed_clip(tmp_path / "ten.mp4", 10)
+    with caplog.at_level(logging.WARNING):
+        frames = read_frames(path, [0, 9, 19])  # as if sampled from 20 frames
     assert frame_ids(frames) == [0, 4, 9] and "only 10 frames decode" in caplog.text
+    with pytest.raises(VideoError, match=r"ten.mp4: 10 frames, fewer than the 16 needed"):
+        read_frames(path, [0, 19], min_frames=16)
 
+
+# ------------------------------------------------------------------------------------------ sampling
 
 def test_segment_sampling():
-    assert segment_indices(16, 8, train=False) == [1, 3, 5, 7, 9, 11, 13, 15]
+    assert segment_indices(16, 8, train=False) == [1, 3, 5, 7, 9, 11, 13, 15]  # segment centres
     rng = np.random.default_rng(0)
-    for _ in range(20):
+    seen = set()
+    for _ in range(50):
         idx = segment_indices(16, 8, train=True, rng=rng)
-        assert all(2 * s <= i < 2 * s + 2 for s, i in enumerate(idx))
-    assert segment_indices(3, 8, train=False) == [0, 0, 0, 1, 1, 2, 2, 2]  # short: repeats, in order
+        assert all(2 * s <= i < 2 * s + 2 for s, i in enumerate(idx))  # one frame inside each segment
+        seen.update(idx)
+    assert seen == set(range(16))  # every frame can be drawn
+    assert segment_indices(3, 8, train=False) == [0, 0, 0, 1, 1, 2, 2, 2]  # short: repeats, in order (TSN)
+    assert segment_indices(1, 4, train=True, rng=rng) == [0, 0, 0, 0]
+    with pytest.raises(VideoError, match="0 frames"):
+        segment_indices(0, 8, train=False)
 
 
 def test_uniform_sampling():
     assert uniform_indices(100, 8, 4, train=False) == [35 + 4 * i for i in range(8)]  # centred: 35..63
     rng = np.random.default_rng(0)
-    for _ in range(20):
+    starts = set()
+    for _ in range(50):
         idx = uniform_indices(100, 8, 4, train=True, rng=rng)
-        assert np.diff(idx).tolist() == [4] * 7 and 0 <= idx[0] and idx[-1] < 100
-    assert uniform_indices(10, 8, 4, train=False) == list(range(1, 9))  # stride shrinks to fit
-    assert uniform_indices(5, 8, 2, train=False) == [0, 1, 2, 3, 4, 4, 4, 4]
+        assert np.diff(idx).tolist() == [4] * 7 and idx[0] >= 0 and idx[-1] < 100
+        starts.add(idx[0])
+    assert len(starts) > 20 and max(starts) <= 71
+    assert uniform_indices(10, 8, 4, train=False) == list(range(1, 9))  # too short for stride 4: stride 1
+    assert uniform_indices(20, 8, 4, train=False) == [2, 4, 6, 8, 10, 12, 14, 16]  # largest stride that fits: 2
+    assert uniform_indices(5, 8, 2, train=False) == [0, 1, 2, 3, 4, 4, 4, 4]  # fewer than T: last repeats
+    with pytest.raises(VideoError):
+        uniform_indices(0, 8, 2, train=True)
 
 
-def test_multiview_sampling_spreads_clips():
+def test_multiview_sampling_spreads_the_clips():
     views = multiview_indices(100, 8, 3, "uniform", 4)
-    assert views[0][0] == 0 and views[-1][-1] == 99 and len({v[0] for v in views}) == 3
-    seg = multiview_indices(16, 4, 2, "segment")
-    assert seg == [[1, 5, 9, 13], [3, 7, 11, 15]]
+    assert [v[0] for v in views] == [0, 36, 71] and views[-1][-1] == 99
+    assert all(np.diff(v).tolist() == [4] * 7 for v in views)
+    assert multiview_indices(16, 4, 2, "segment") == [[1, 5, 9, 13], [3, 7, 11, 15]]
+    assert multiview_indices(16, 8, 1, "segment") == [segment_indices(16, 8, train=False)]
+    assert multiview_indices(100, 8, 1, "uniform", 4) == [uniform_indices(100, 8, 4, train=False)]
+    with pytest.raises(ValueError, match="sampling"):
+        multiview_indices(16, 4, 2, "dense")
 
+
+# ------------------------------------------------------------------------------------------ preprocessing
 
 def test_preprocessing_shapes_and_normalisation():
-    frames = np.full((4, 90, 160, 3), 255, np.uint8)
+    frames = np.zeros((4, 90, 160, 3), np.uint8)
+    frames[..., 0] = 255
     out = preprocess_frames(frames, PRE)
     assert out.shape == (4, 3, 32, 32) and out.dtype == torch.float32
-    expected = (1 - torch.tensor(PRE.mean)) / torch.tensor(PRE.std)
-    torch.testing.assert_close(out[0, :, 0, 0], expected)
+    mean, std = torch.tensor(PRE.mean), torch.tensor(PRE.std)
+    expected = (torch.tensor([1.0, 0.0, 0.0]) - mean) / std
+    torch.testing.assert_close(out.mean((0, 2, 3)), expected)
+    torch.testing.assert_close(out.std((0, 2, 3)), torch.zeros(3))
 
 
-def test_one_frame_is_preprocessed_exactly_as_inside_a_clip():
-    frames = np.random.default_rng(0).integers(0, 256, (3, 120, 90, 3), dtype=np.uint8)
-    clip = preprocess_frames(frames, PRE)
-    for i in range(3):
-        assert torch.equal(preprocess_frame(frames[i], PRE), clip[i])
+def test_preprocessing_is_resize_shorter_centre_crop_normalise():
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 256, (2, 120, 200, 3), dtype=np.uint8)  # shrinks: INTER_AREA
+    small = rng.integers(0, 256, (2, 20, 30, 3), dtype=np.uint8)  # enlarges: INTER_LINEAR
+    for frames, size, interp in ((big, (62, 37), cv2.INTER_AREA), (small, (56, 37), cv2.INTER_LINEAR)):
+        resized = np.stack([cv2.resize(f, size, interpolation=interp) for f in frames])
+        left, top = round((size[0] - 32) / 2), round((37 - 32) / 2)
+        crop = torch.from_numpy(resized[:, top: top + 32, left: left + 32]).permute(0, 3, 1, 2).float() / 255
+        expected = (crop - torch.tensor(PRE.mean).view(1, 3, 1, 1)) / torch.tensor(PRE.std).view(1, 3, 1, 1)
+        assert torch.equal(preprocess_frames(frames, PRE), expected)
 
 
-def test_three_spatial_crops_cover_the_longer_side():
-    frames = np.zeros((2, 40, 120, 3), np.uint8)
-    frames[:, :, :40] = 255  # bright left third
-    crops = spatial_crops(frames, Preprocessing(resize_shorter=32, crop_size=32), 3)
+def test_one_frame_is_preprocessed_bit_for_bit_as_inside_a_clip():
+    frames = np.random.default_rng(0).integers(0, 256, (5, 123, 91, 3), dtype=np.uint8)
+    for pre in (PRE, Preprocessing(resize_shorter=256, crop_size=224)):  # shrinking and enlarging
+        clip = preprocess_frames(frames, pre)
+        for i in range(len(frames)):
+            assert torch.equal(preprocess_frame(frames[i], pre), clip[i])
+
+
+@pytest.mark.parametrize("shape", [(40, 120), (120, 40)])  # landscape: left/centre/right; portrait: top/centre/bottom
+def test_three_spatial_crops_cover_the_longer_side(shape):
+    frames = np.zeros((2, *shape, 3), np.uint8)
+    frames[:, :40, :40] = 255  # bright first third of the longer side
+    pre = Preprocessing(resize_shorter=32, crop_size=32)
+    crops = spatial_crops(frames, pre, 3)
     assert crops.shape == (3, 2, 3, 32, 32)
-    assert crops[0].mean() > crops[1].mean() > crops[2].mean() - 1e-6
+    means = crops.mean((1, 2, 3, 4))
+    assert means[0] > means[1] > means[2]
+    assert torch.equal(spatial_crops(frames, pre, 1)[0], preprocess_frames(frames, pre))  # one crop = centre
 
 
-def test_augmentation_uses_one_crop_for_the_whole_clip():
-    frame = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    frames = np.stack([frame] * 5)
-    out = augment_frames(frames, PRE, np.random.default_rng(0), scale=(0.3, 0.6), flip=True)
-    assert out.shape == (5, 3, 32, 32)
-    assert all(torch.equal(out[0], out[i]) for i in range(1, 5))
+def test_augmentation_takes_one_crop_for_the_whole_clip():
+    frames = np.random.default_rng(1).integers(0, 256, (5, 64, 80, 3), dtype=np.uint8)
+    clip = augment_frames(frames, PRE, np.random.default_rng(7), scale=(0.3, 0.6), flip=True)
+    assert clip.shape == (5, 3, 32, 32)
+    for i in range(5):  # each frame alone, with the same draws, gets the same crop as inside the clip
+        alone = augment_frames(frames[i: i + 1], PRE, np.random.default_rng(7), scale=(0.3, 0.6), flip=True)
+        assert torch.equal(alone[0], clip[i])
+    crops = {augment_frames(frames, PRE, np.random.default_rng(s)).sum().item() for s in range(5)}
+    assert len(crops) == 5  # the crop does change from draw to draw
 
+
+def test_augmentation_flips_only_when_asked():
+    frames = np.zeros((2, 64, 64, 3), np.uint8)
+    frames[:, :, :32] = 255  # bright left half
+    def left_brighter(flip: bool, seed: int) -> bool:
+        clip = augment_frames(frames, PRE, np.random.default_rng(seed), flip=flip)
+        return bool(clip[..., :16].mean() > clip[..., 16:].mean())
+    assert all(left_brighter(False, s) for s in range(20))  # motion direction is kept by default
+    assert not all(left_brighter(True, s) for s in range(20))
+
+
+def test_preprocessing_rejects_bad_input():
+    with pytest.raises(ValueError, match="uint8"):
+        preprocess_frames(np.zeros((2, 8, 8, 3), np.float32), PRE)
+    with pytest.raises(ValueError, match=r"\(T, H, W, 3\)"):
+        preprocess_frames(np.zeros((8, 8, 3), np.uint8), PRE)
+    with pytest.raises(ValueError, match="crop_size 64 is larger than resize_shorter 32"):
+        preprocess_frames(np.zeros((1, 8, 8, 3), np.uint8), Preprocessing(resize_shorter=32, crop_size=64))
+
+
+# ------------------------------------------------------------------------------------------ bad files
 
 @pytest.mark.parametrize("kind,match", [
     ("missing", "no such file"),
-    ("empty", "the file is empty"),
-    ("corrupt", "cannot open it as a video"),
-    ("truncated", "cannot open it as a video|no frame could be decoded"),
+    ("directory", "not a file"),
+    ("empty", r"the file is empty \(0 bytes\)"),
+    ("corrupt", "not a video OpenCV can open"),
+    ("truncated_h264", "not a video OpenCV can open"),  # its index (moov) is at the end: cut off
+    ("truncated_mp4v", "not a video OpenCV can open"),
 ])
-def test_bad_videos_get_a_clear_error_naming_the_file(tmp_path, kind, match):
+def test_bad_files_raise_a_clear_error_naming_the_file(request, tmp_path, kind, match):
     path = tmp_path / f"{kind}.mp4"
-    if kind == "empty":
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "empty":
         path.write_bytes(b"")
     elif kind == "corrupt":
         path.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
-    elif kind == "truncated":
-        data = real_clip("bigbuckbunny.mp4").read_bytes()
-        path.write_bytes(data[: len(data) // 3])
-    with pytest.raises(VideoError, match=match) as e:
+    elif kind == "truncated_h264":
+        data = request.getfixturevalue("real_clip_h264").read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "truncated_mp4v":
+        data = write_indexed_clip(tmp_path / "whole.mp4", 20).read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    for read in (probe, count_frames, lambda p: read_frames(p, [0, 1])):
+        with pytest.raises(VideoError, match=match) as e:
+            read(path)
+        assert str(path) in str(e.value)
+
+
+def test_a_video_that_opens_but_decodes_nothing(tmp_path):
+    """The container's index survives but its frame data is zeroed: opens, zero frames decode."""
+    data = bytearray(write_clip(tmp_path / "whole.mp4", indexed_frames(10)).read_bytes())
+    mdat = data.find(b"mdat")
+    data[mdat + 4: mdat + 4 + 2000] = bytes(2000)
+    path = tmp_path / "blank.mp4"
+    path.write_bytes(bytes(data))
+    with pytest.raises(VideoError, match="zero frames decode") as e:
         read_frames(path, [0, 1])
     assert str(path) in str(e.value)
-
-
-def test_clip_shorter_than_the_model_needs_is_reported_and_skipped(tmp_path):
-    path = indexed_clip(tmp_path / "three.mp4", n=3)
-    ds = VideoClipDataset([(str(path), 0)], ["a"], 8, PRE, train=True)
-    with pytest.raises(VideoError, match="3 frames, fewer than the 8"):
-        ds.load(0)
-    batch = collate_skip_bad([ds[0]])
-    assert batch.clips is None and batch.skipped == [str(path)]
-
-
-def test_list_file_with_names_integers_and_a_missing_file(tmp_path):
-    a, b = indexed_clip(tmp_path / "a.mp4", n=8), indexed_clip(tmp_path / "b.mp4", n=8)
-    lst = tmp_path / "train.csv"
-    lst.write_text("path,label\na.mp4,walk\nb.mp4,jump\nmissing.mp4,walk\n")
-    with pytest.raises(FileNotFoundError, match=r"train.csv:4: names .*missing.mp4"):
-        list_samples(lst)
-    samples, labels = list_samples(lst, on_missing="skip")
-    assert labels == ["jump", "walk"] and samples == [(str(a), 1), (str(b), 0)]
-    (tmp_path / "ids.txt").write_text("a.mp4,1\nb.mp4,0\n")
-    assert list_samples(tmp_path / "ids.txt")[1] == ["0", "1"]
-    samples, labels = load_samples(lst, labels=["walk", "jump"])  # validation follows the training labels
-    assert samples == [(str(a), 0), (str(b), 1)]

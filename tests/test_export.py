@@ -52,8 +52,8 @@ def test_export_verifies_against_eager(model, tmp_path, target, precision):
     inputs = sample_inputs(model.config, 3, seed=7)
     run = run_pte if target == "executorch" else run_onnx
     with torch.no_grad():
-        for x, y in zip(inputs, run(art.path, inputs)):
-            torch.testing.assert_close(y, model(x), rtol=0, atol=1e-4)
+        for x, y in zip(inputs, run(art.path, [(x,) for x in inputs])):
+            torch.testing.assert_close(y[0], model(x), rtol=0, atol=1e-4)
     if target == "executorch":
         d = art.report["delegation"]
         assert not d["heavy_ops_not_delegated"]
@@ -118,7 +118,7 @@ def test_missing_optional_dependency_names_the_extra(model, tmp_path, monkeypatc
 def test_failed_verification_leaves_no_artifact(model, tmp_path, monkeypatch):
     import xvit_edge.export.onnx as onnx_export
 
-    monkeypatch.setattr(onnx_export, "run_onnx", lambda path, inputs: [torch.zeros(1, 10) for _ in inputs])
+    monkeypatch.setattr(onnx_export, "run_onnx", lambda path, inputs: [[torch.zeros(1, 10)] for _ in inputs])
     with pytest.raises(ExportError, match="disagrees with the eager model"):
         export(model, LABELS, Preprocessing.for_size(32), "onnx", tmp_path)
     assert not any(tmp_path.iterdir())

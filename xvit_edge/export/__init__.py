@@ -88,14 +88,16 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
             if target == "executorch":
                 from .executorch import export_pte, run_pte
 
-                report["delegation"] = export_pte(model, example, path)
+                report["delegation"] = export_pte(model, (example,), path)
                 if report["delegation"]["heavy_ops_not_delegated"]:
                     raise ExportError(f"heavy ops left outside XNNPACK: {report['delegation']['heavy_ops_not_delegated']}")
                 run = run_pte
             elif target == "onnx":
                 from .onnx import export_onnx, run_onnx
 
-                report["onnx"] = export_onnx(model, example, path, {k: meta[k] for k in ("labels", "preprocessing", "xvit_config")})
+                report["onnx"] = export_onnx(model, (example,), path,
+                                             {k: meta[k] for k in ("labels", "preprocessing", "xvit_config")},
+                                             ["video"], ["logits"])
                 run = run_onnx
             else:
                 from .coreml import export_mlpackage
@@ -103,7 +105,7 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
                 report["coreml"] = export_mlpackage(model, example, path, labels, precision, meta)
                 run = None
         if verify and run is not None:
-            report["parity"] = compare(reference, run(path, inputs))
+            report["parity"] = compare(reference, [out[0] for out in run(path, [(x,) for x in inputs])])
             if report["parity"]["max_abs_diff"] > FP32_ATOL:
                 raise ExportError(f"{target} artifact disagrees with the eager model: max abs diff "
                                   f"{report['parity']['max_abs_diff']:.3g} > {FP32_ATOL}")

@@ -13,13 +13,13 @@ log = logging.getLogger(__name__)
 HEAVY_OPS = ("aten_linear", "aten_convolution", "aten_bmm", "aten_mm", "aten_addmm", "aten_matmul")
 
 
-def export_pte(model: torch.nn.Module, example: torch.Tensor, path: Path) -> dict:
-    """Write `path` (.pte); returns the delegation summary (per op type: delegated / not delegated)."""
+def export_pte(model: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path) -> dict:
+    """Write `path` (.pte) for `model(*example)`; returns the delegation summary per op type."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.devtools.backend_debug import get_delegation_info
     from executorch.exir import to_edge_transform_and_lower
 
-    program = torch.export.export(model, (example,))
+    program = torch.export.export(model, example)
     edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
     info = get_delegation_info(edge.exported_program().graph_module)
     table = info.get_operator_delegation_dataframe()
@@ -34,9 +34,9 @@ def export_pte(model: torch.nn.Module, example: torch.Tensor, path: Path) -> dic
     return summary
 
 
-def run_pte(path: Path, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Run the .pte's `forward` on each input with the ExecuTorch runtime."""
+def run_pte(path: Path, inputs: list[tuple[torch.Tensor, ...]]) -> list[list[torch.Tensor]]:
+    """Run the .pte's `forward` on each tuple of inputs with the ExecuTorch runtime; all outputs."""
     from executorch.runtime import Runtime
 
     method = Runtime.get().load_program(str(path)).load_method("forward")
-    return [method.execute([x])[0].clone() for x in inputs]
+    return [[y.clone() for y in method.execute(list(args))] for args in inputs]

@@ -9,13 +9,14 @@ from pathlib import Path
 import torch
 
 
-def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, metadata: dict[str, str]) -> dict:
+def export_onnx(model: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path, metadata: dict[str, str],
+                input_names: list[str], output_names: list[str]) -> dict:
     import onnx
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, (example,), dynamo=True, external_data=False, verbose=False,
-                                    input_names=["video"], output_names=["logits"])
+        program = torch.onnx.export(model, example, dynamo=True, external_data=False, verbose=False,
+                                    input_names=input_names, output_names=output_names)
     program.save(str(path))
     proto = onnx.load(str(path))
     for key, value in metadata.items():
@@ -27,12 +28,14 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, metad
             "checker": "passed", "metadata_keys": sorted(metadata)}
 
 
-def run_onnx(path: Path, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+def run_onnx(path: Path, inputs: list[tuple[torch.Tensor, ...]]) -> list[list[torch.Tensor]]:
+    """Run the model with onnxruntime on each tuple of inputs; all outputs."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return [torch.from_numpy(session.run(None, {name: x.numpy()})[0]) for x in inputs]
+    names = [i.name for i in session.get_inputs()]
+    return [[torch.from_numpy(y) for y in session.run(None, {n: x.numpy() for n, x in zip(names, args)})]
+            for args in inputs]
 
 
 def metadata_for(labels: list[str], preprocessing: dict, config: dict) -> dict[str, str]:

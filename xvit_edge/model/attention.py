@@ -99,6 +99,19 @@ class MixingAttention(Attention):
         return self.proj(merge_heads(out))
 
 
+    def step(self, x: torch.Tensor, k_past: torch.Tensor, v_past: torch.Tensor,
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One new frame of a causal stream: `x` `(B, 1, N, C)`; `k_past`/`v_past` `(B, W, N, C)` hold the keys
+        and values of the W previous frames (zeros before the stream starts, like the clip's zero padding).
+        Returns the output for the frame and the caches shifted by one frame."""
+        q, k, v = self.project(x)
+        k_all, v_all = torch.cat([k_past, k], dim=1), torch.cat([v_past, v], dim=1)  # (B, W + 1, N, C)
+        q = split_heads(q, self.num_heads) * self.scale  # (B, 1, H, N, d)
+        # Mixing the short window and keeping its last frame is exactly what the whole clip computes there.
+        attn = (q @ self.mix(k_all)[:, -1:].transpose(-1, -2)).softmax(dim=-1)
+        return self.proj(merge_heads(attn @ self.mix(v_all)[:, -1:])), k_all[:, 1:], v_all[:, 1:]
+
+
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
         super().__init__()
@@ -149,6 +162,13 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, mlp_hidden)
         self.drop_path = DropPath(drop_path)
+
+    def step(self, x: torch.Tensor, k_past: torch.Tensor, v_past: torch.Tensor,
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One frame of a causal stream (mixing attention only); see `MixingAttention.step`."""
+        h, k_past, v_past = self.attn.step(self.norm1(x), k_past, v_past)
+        x = x + h
+        return x + self.mlp(self.norm2(x)), k_past, v_past
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.attn_t is not None:

@@ -86,13 +86,17 @@ class XViT(nn.Module):
         if not x.is_floating_point():
             raise ValueError(f"expected normalised float frames, got dtype {x.dtype}; run the preprocessing first")
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """`(B, T, 3, H, W)` -> normalised tokens `(B, T, N + 1, C)`."""
-        self.check_input(x)
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Frames `(B, T, 3, H, W)` -> tokens `(B, T, N + 1, C)`: patches, class token, positions."""
         b, t = x.shape[:2]
         x = self.patch_embed(x.flatten(0, 1))  # (B*T, N, C)
         x = torch.cat([self.cls_token.expand(b * t, -1, -1), x], dim=1) + self.pos_embed
-        x = x.unflatten(0, (b, t))  # (B, T, N + 1, C)
+        return x.unflatten(0, (b, t))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """`(B, T, 3, H, W)` -> normalised tokens `(B, T, N + 1, C)`."""
+        self.check_input(x)
+        x = self.embed(x)
         if self.temporal_embed is not None:
             x = x + self.temporal_embed
         for blk in self.blocks:

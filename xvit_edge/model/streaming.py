@@ -1,0 +1,84 @@
+"""Incremental inference for causal X-ViT: each new frame is encoded once.
+
+A causal model's frame t borrows key/value channels from frames t-1 and t-2 only, so a stream can carry,
+per block, the keys and values of the last two frames, plus the class tokens of the last T frames for the
+temporal head. All of it is explicit tensors in and out of `StreamingStep.forward`, so the same step exports
+to ExecuTorch, ONNX and Core ML (hidden module buffers would not survive every exporter).
+
+After exactly T frames from a fresh state the logits equal the whole-clip forward on those T frames: the
+zero state plays the part of the clip's zero padding. Later, the stream keeps its history (a frame's features
+reach back through the stack of blocks), which a re-run of the last T frames as a clip would not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import XViTConfig
+from .xvit import XViT
+
+
+def history_frames(config: XViTConfig) -> int:
+    """How many past frames each block's key/value cache holds: the furthest borrowed offset."""
+    return max(-o for o in config.mix_offsets)
+
+
+@dataclass
+class StreamState:
+    """The state a stream carries between frames; shapes follow from the config alone."""
+
+    keys: torch.Tensor  # (depth, B, W, N + 1, C): each block's keys of the W previous frames
+    values: torch.Tensor  # (depth, B, W, N + 1, C)
+    frame_tokens: torch.Tensor  # (B, T, C): normalised class tokens of the last T frames, oldest first
+
+    @classmethod
+    def zeros(cls, config: XViTConfig, batch: int = 1) -> "StreamState":
+        shapes = cls.shapes(config, batch)
+        return cls(*(torch.zeros(shapes[name]) for name in ("keys", "values", "frame_tokens")))
+
+    @staticmethod
+    def shapes(config: XViTConfig, batch: int = 1) -> dict[str, list[int]]:
+        cache = [config.depth, batch, history_frames(config), config.num_tokens, config.embed_dim]
+        return {"keys": cache, "values": list(cache), "frame_tokens": [batch, config.num_frames, config.embed_dim]}
+
+    def as_tuple(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.keys, self.values, self.frame_tokens
+
+
+class StreamingStep(nn.Module):
+    """`forward(frame, keys, values, frame_tokens) -> (logits, keys, values, frame_tokens)` for a causal
+    mixing X-ViT; `frame` is one preprocessed frame `(B, 3, H, W)`."""
+
+    def __init__(self, model: XViT) -> None:
+        super().__init__()
+        cfg = model.config
+        if not (cfg.causal and cfg.attention == "mixing"):
+            raise ValueError(f"incremental streaming needs a causal mixing model (config {cfg.name!r} has "
+                             f"attention={cfg.attention!r}, causal={cfg.causal}); see config.causal_variant")
+        self.model = model
+
+    def forward(self, frame: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, frame_tokens: torch.Tensor,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        m = self.model
+        x = m.embed(frame.unsqueeze(1))  # (B, 1, N + 1, C)
+        new_keys, new_values = [], []
+        for i, blk in enumerate(m.blocks):
+            x, k, v = blk.step(x, keys[i], values[i])
+            new_keys.append(k)
+            new_values.append(v)
+        token = m.norm(x)[:, :, 0]  # (B, 1, C): this frame's class token
+        frame_tokens = torch.cat([frame_tokens[:, 1:], token], dim=1)
+        return m.head(m.head_drop(frame_tokens)), torch.stack(new_keys), torch.stack(new_values), frame_tokens
+
+    def run(self, frames: torch.Tensor, state: StreamState | None = None) -> tuple[list[torch.Tensor], StreamState]:
+        """Feed `(B, F, 3, H, W)` frames one by one; returns the logits after each frame and the final state."""
+        state = state or StreamState.zeros(self.model.config, frames.shape[0])
+        carry = state.as_tuple()
+        logits = []
+        for t in range(frames.shape[1]):
+            out, *carry = self(frames[:, t], *carry)
+            logits.append(out)
+        return logits, StreamState(*carry)
