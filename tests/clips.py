@@ -53,7 +53,8 @@ def _fixture_clip(name: str) -> Path:
     try:
         return real_clip(name)
     except (RuntimeError, OSError, KeyError, zipfile.BadZipFile) as e:
-        pytest.fail(f"cannot fetch the real test clip {name}: {e}", pytrace=False)
+        error = e
+    pytest.fail(f"cannot fetch the real test clip {name}: {error}", pytrace=False)  # fail, never skip
 
 
 @pytest.fixture(scope="session")

@@ -29,11 +29,12 @@ Sample = tuple[str, int]  # (path, label index)
 
 
 def folder_samples(root: str | os.PathLike) -> tuple[list[Sample], list[str]]:
-    """`root/<class>/<clip>.mp4` -> samples and the class names, sorted (label index = position)."""
+    """`root/<class>/<clip>.mp4` -> samples and the class names, sorted (label index = position). Hidden
+    folders are not classes; an empty class folder still takes its place in the label order."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
-    labels = sorted(d.name for d in root.iterdir() if d.is_dir())
+    labels = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))  # no .cache etc.
     samples = [(str(f), i) for i, name in enumerate(labels) for f in sorted((root / name).iterdir())
                if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS]
     if not samples:
@@ -45,7 +46,7 @@ def _rows(list_file: Path) -> list[tuple[int, str, str]]:
     """(line number, path, label) for every row: `path,label` (CSV), or `path label` when a line has no comma
     (the TSN / mmaction txt form). Blank lines, `#` comments and a header row are left out."""
     rows = []
-    with open(list_file, newline="") as f:
+    with open(list_file, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets write a BOM
         for lineno, line in enumerate(f, 1):
             line = line.strip()
             if not line or line.startswith("#"):
