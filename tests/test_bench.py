@@ -27,3 +27,31 @@ def test_bench_quick_writes_results_table_and_plot(tmp_path):
     assert (tmp_path / "complexity.png").stat().st_size > 1000
     text = readme.read_text()
     assert "old" not in text and "| mixing | 8 |" in text and text.endswith("tail\n")
+
+
+def test_accuracy_bench_quick_trains_scores_and_saves_a_checkpoint(tmp_path):
+    """The pipeline end to end on a tiny generated set. Accuracy itself is not asserted (one epoch), but the
+    space-only baseline's direction accuracy must be exactly 50%: the two clips of a pair hold the same frames
+    in opposite order, so a frame-averaging model gets exactly one of each pair right."""
+    from xvit_edge.bench.accuracy import main as accuracy_main
+    from xvit_edge.model.weights import load_checkpoint
+
+    ckpt = tmp_path / "causal.pt"
+    assert accuracy_main(["--quick", "--out", str(tmp_path), "--models", "causal", "space_only",
+                          "--save-checkpoint", str(ckpt)]) == 0
+    results = json.loads((tmp_path / "accuracy.json").read_text())
+    assert set(results["models"]) == {"causal", "space_only"}
+    space = results["models"]["space_only"]
+    assert space["clips"] == 24 and space["direction_accuracy"] == 0.5
+    assert results["models"]["causal"]["config"]["causal"] is True
+    assert (tmp_path / "accuracy.png").stat().st_size > 1000
+    model, meta = load_checkpoint(ckpt)
+    assert model.config.causal and meta.extra["provenance"]["variant"] == "causal"
+    assert meta.extra["provenance"]["held_out"]["top1"] == results["models"]["causal"]["top1"]
+
+
+def test_accuracy_bench_refuses_a_folder_without_clips(tmp_path, capsys):
+    from xvit_edge.bench.accuracy import main as accuracy_main
+
+    assert accuracy_main(["--data", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "no train/ folder" in capsys.readouterr().err

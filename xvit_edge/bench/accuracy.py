@@ -1,0 +1,249 @@
+"""Accuracy on the synthetic temporal benchmark: space-time mixing against the space-only baseline.
+
+    python -m xvit_edge.bench.accuracy [--quick] [--data DIR] [--out bench]
+
+generates the benchmark (seeded; `xvit_edge.data.synthetic`) unless `--data` names one, trains every model
+with one recipe (`xvit_edge.train`), evaluates on the held-out split and writes `accuracy.json` and
+`accuracy.png`. Models: `mixing` (the paper), `causal` (the streaming variant, borrowing from t-1 and t-2)
+and `space_only` (the paper's tw=0 baseline of the same size: per-frame attention, frames averaged).
+
+Beside top-1 it reports *direction accuracy*: on each held-out clip, whether the true class scores above its
+time-reversed partner (`move_left` vs `move_right`, ...). The two clips of a pair hold the same frames in
+opposite order, so a frame-averaging model sits at 50% there by construction; only a model that sees
+temporal order can rise above it. *Pair accuracy* is whether the prediction names the right pair at all.
+
+`--save-checkpoint PATH` keeps one trained model (`--checkpoint-model`, default `causal`: it serves both
+clip and incremental streaming) in the xvit_edge format, with the recipe and its held-out scores inside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..config import XViTConfig, causal_variant, get_config, space_only_baseline
+from ..data.synthetic import PARTNER, write_dataset
+from ..model.weights import load_checkpoint, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+VARIANTS: dict[str, Callable[[XViTConfig], XViTConfig]] = {
+    "mixing": lambda c: c,
+    "causal": causal_variant,
+    "space_only": space_only_baseline,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Data and training settings shared by every model of one benchmark run."""
+
+    preset: str = "xvit_edge_tiny"
+    img_size: int = 64
+    num_frames: int = 8
+    train_per_class: int = 150
+    val_per_class: int = 25
+    source_frames: int = 16
+    source_size: int = 128
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 3e-4
+    warmup_epochs: float = 1.0
+    seed: int = 0
+
+
+QUICK = Recipe(preset="xvit_test", img_size=32, num_frames=4, train_per_class=4, val_per_class=2,
+               source_frames=8, source_size=64, epochs=1, batch_size=8)
+
+
+def config_overrides(recipe: Recipe, variant: str) -> dict[str, Any]:
+    """`--set` style overrides turning the recipe's preset into `variant` (only the fields that change)."""
+    base = get_config(recipe.preset, img_size=recipe.img_size, num_frames=recipe.num_frames)
+    changed = VARIANTS[variant](base)
+    overrides = {"img_size": recipe.img_size, "num_frames": recipe.num_frames}
+    for f in dataclasses.fields(XViTConfig):
+        if getattr(changed, f.name) != getattr(base, f.name):
+            overrides[f.name] = getattr(changed, f.name)
+    return overrides
+
+
+@torch.no_grad()
+def held_out_scores(model: torch.nn.Module, val_dir: Path, labels: list[str], preprocessing,
+                    batch_size: int) -> dict[str, Any]:
+    """Top-1, direction and pair accuracy of `model` on the clips of `val_dir`, and per-class top-1."""
+    from torch.utils.data import DataLoader
+
+    from ..data.datasets import VideoClipDataset, collate_skip_bad, load_samples
+
+    samples, _ = load_samples(val_dir, labels=labels)
+    dataset = VideoClipDataset(samples, labels, model.config.num_frames, preprocessing, train=False)
+    logits, targets, skipped = [], [], 0
+    model.eval()
+    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_skip_bad):
+        skipped += len(batch.skipped)
+        if batch.clips is not None:
+            logits.append(model(batch.clips))
+            targets.append(batch.labels)
+    logits, targets = torch.cat(logits), torch.cat(targets)
+    pred = logits.argmax(-1)
+    index = {name: i for i, name in enumerate(labels)}
+    partner = torch.tensor([index.get(PARTNER.get(name, ""), i) for i, name in enumerate(labels)])
+    pair_of = torch.minimum(torch.arange(len(labels)), partner)  # one id per pair
+    rows = torch.arange(len(targets))
+    direction = (logits[rows, targets] > logits[rows, partner[targets]]).float()
+    per_class = {name: (pred[targets == i] == i).float().mean().item() for i, name in enumerate(labels)
+                 if (targets == i).any()}
+    return {"top1": (pred == targets).float().mean().item(),
+            "direction_accuracy": direction.mean().item(),
+            "pair_accuracy": (pair_of[pred] == pair_of[targets]).float().mean().item(),
+            "clips": len(targets), "skipped": skipped, "per_class_top1": per_class}
+
+
+def run(recipe: Recipe, data: Path | None, work: Path, variants: list[str], threads: int,
+        save: Path | None = None, save_variant: str = "causal", command: str = "") -> dict[str, Any]:
+    """Generate (if needed), train and evaluate every variant; returns the results dict."""
+    from ..train.loop import TrainConfig, train
+
+    torch.set_num_threads(threads)
+    generated = data is None
+    if generated:
+        data = work / "synthetic"
+        write_dataset(data, train_per_class=recipe.train_per_class, val_per_class=recipe.val_per_class,
+                      frames=recipe.source_frames, size=recipe.source_size, seed=recipe.seed)
+    meta_file = data / "meta.json"
+    results: dict[str, Any] = {"recipe": dataclasses.asdict(recipe), "data": "generated" if generated else str(data),
+                               "data_meta": json.loads(meta_file.read_text()) if meta_file.is_file() else None,
+                               "threads": threads, "models": {}}
+    for variant in variants:
+        started = time.time()
+        cfg = TrainConfig(train_data=str(data / "train"), val_data=str(data / "val"), out=str(work / variant),
+                          preset=recipe.preset, model_overrides=config_overrides(recipe, variant),
+                          epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
+                          warmup_epochs=recipe.warmup_epochs, seed=recipe.seed, workers=1, device="cpu")
+        log.info("training %s: %s", variant, cfg.model_overrides)
+        trained = train(cfg)
+        model, meta = load_checkpoint(work / variant / "last.pt")
+        scores = held_out_scores(model, data / "val", meta.labels, meta.preprocessing, recipe.batch_size)
+        results["models"][variant] = {
+            "config": cfg.model_overrides, "params": sum(p.numel() for p in model.parameters()),
+            "train_seconds": round(time.time() - started, 1), "history": trained.state["history"], **scores}
+        log.info("%s: top-1 %.3f, direction %.3f, pair %.3f", variant, scores["top1"],
+                 scores["direction_accuracy"], scores["pair_accuracy"])
+        if save is not None and variant == save_variant:
+            save.parent.mkdir(parents=True, exist_ok=True)
+            provenance = {"recipe": dataclasses.asdict(recipe), "variant": variant,
+                          "held_out": {k: scores[k] for k in ("top1", "direction_accuracy", "pair_accuracy", "clips")},
+                          "data": results["data_meta"], "command": command}
+            save_checkpoint(save, model, meta.labels, meta.preprocessing,
+                            provenance=provenance)
+            results["checkpoint"] = {"path": str(save), "variant": variant}
+    return results
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Held-out top-1 / direction accuracy per model, and validation top-1 per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = results["models"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    names = list(models)
+    width = 0.38
+    for k, (key, label) in enumerate((("top1", "top-1 (12 classes)"), ("direction_accuracy", "direction (pairs)"))):
+        ax1.bar([i + (k - 0.5) * width for i in range(len(names))], [100 * models[n][key] for n in names],
+                width, label=label)
+    ax1.axhline(100 / max(1, len(next(iter(models.values()))["per_class_top1"])), color="grey", ls=":",
+                label="chance (top-1)")
+    ax1.axhline(50, color="black", ls="--", lw=0.8, label="chance (direction)")
+    ax1.set_xticks(range(len(names)), names)
+    ax1.set_ylabel("held-out accuracy (%)")
+    ax1.legend(fontsize=8)
+    for n in names:
+        hist = models[n]["history"]
+        ax2.plot([h["epoch"] for h in hist], [100 * h.get("val_top1", 0) for h in hist], marker=".", label=n)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("validation top-1 (%)")
+    ax2.legend(fontsize=8)
+    r = results["recipe"]
+    fig.suptitle(f"synthetic temporal benchmark: {r['preset']} @ {r['img_size']} px, T={r['num_frames']}, "
+                 f"{r['epochs']} epochs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m xvit_edge.bench.accuracy", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = Recipe()
+    p.add_argument("--quick", action="store_true",
+                   help="a tiny model on a tiny generated set for one epoch: checks the pipeline, not accuracy")
+    p.add_argument("--data", type=Path, help="an existing synthetic benchmark folder (train/, val/, labels.txt); "
+                   "default: generate one with the recipe's sizes")
+    p.add_argument("--out", type=Path, default=Path("bench"), help="folder for accuracy.json and accuracy.png")
+    p.add_argument("--work", type=Path, help="folder for generated data and training runs (default: a temporary one)")
+    p.add_argument("--models", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="models to train")
+    p.add_argument("--preset", default=d.preset, help="architecture shared by every model")
+    p.add_argument("--img-size", type=int, default=d.img_size, help="input size the models are trained at")
+    p.add_argument("--frames", type=int, default=d.num_frames, help="frames per clip (T)")
+    p.add_argument("--train-per-class", type=int, default=d.train_per_class, help="generated training clips per class")
+    p.add_argument("--val-per-class", type=int, default=d.val_per_class, help="generated held-out clips per class")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs per model")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="clips per optimizer step")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the data and of training")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads for training")
+    p.add_argument("--save-checkpoint", type=Path, metavar="PATH",
+                   help="also save the trained --checkpoint-model here (xvit_edge checkpoint format)")
+    p.add_argument("--checkpoint-model", default="causal", choices=list(VARIANTS),
+                   help="which model --save-checkpoint keeps")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.quick:
+        recipe = QUICK
+    else:
+        recipe = Recipe(preset=args.preset, img_size=args.img_size, num_frames=args.frames,
+                        train_per_class=args.train_per_class, val_per_class=args.val_per_class,
+                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    if args.save_checkpoint and args.checkpoint_model not in args.models:
+        print(f"error: --checkpoint-model {args.checkpoint_model} is not among --models", file=sys.stderr)
+        return 2
+    if args.data is not None and not (args.data / "train").is_dir():
+        print(f"error: {args.data} has no train/ folder; make one with python -m xvit_edge.data.synthetic",
+              file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        command = " ".join(["python -m xvit_edge.bench.accuracy", *(argv if argv is not None else sys.argv[1:])])
+        results = run(recipe, args.data, work, args.models, args.threads, args.save_checkpoint,
+                      args.checkpoint_model, command)
+    results["quick"] = args.quick
+    results["elapsed_s"] = round(time.time() - started, 1)
+    (args.out / "accuracy.json").write_text(json.dumps(results, indent=2))
+    plot(results, args.out / "accuracy.png")
+    for name, m in results["models"].items():
+        print(f"{name:>10}: top-1 {100 * m['top1']:.1f}%  direction {100 * m['direction_accuracy']:.1f}%  "
+              f"pair {100 * m['pair_accuracy']:.1f}%  ({m['clips']} held-out clips, {m['train_seconds']:.0f} s)")
+    print(f"wrote {args.out / 'accuracy.json'} and {args.out / 'accuracy.png'} in {results['elapsed_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
