@@ -39,7 +39,30 @@ def markdown(results: dict) -> str:
         top = sorted(c["op_counts"].items(), key=lambda kv: -kv[1])[:8]
         lines += ["", f"Core ML fp16 `.mlpackage`: {c['size_mb']:.1f} MB, weights {c['weight_dtypes']}, ops "
                   + ", ".join(f"{k} {v}" for k, v in top) + f"; latency {c['numeric_parity'].replace('not run: ', 'not measured: ')}."]
+    lines += accuracy_lines(results.get("accuracy"))
     return "\n".join(lines) + "\n"
+
+
+def accuracy_lines(acc: dict | None) -> list[str]:
+    """The accuracy table, from the results of `python -m xvit_edge.bench.accuracy` (training is too long to
+    repeat inside every benchmark run, so the file's own command and recipe are quoted with it)."""
+    if not acc:
+        return ["", "**Accuracy**: no `accuracy.json` yet; run `python -m xvit_edge.bench.accuracy`."]
+    r = acc["recipe"]
+    data = acc.get("data_meta") or {}
+    clips = f"{data.get('train_per_class', '?')} + {data.get('val_per_class', '?')} clips per class"
+    lines = ["", f"**Accuracy on the synthetic temporal benchmark** ({clips}, 12 classes in 6 time-reversed pairs), "
+             f"`{r['preset']}` at {r['img_size']} px, T={r['num_frames']}, {r['epochs']} epochs from scratch, "
+             f"{acc['threads']} threads{' (--quick: a pipeline check, not an accuracy figure)' if acc.get('quick') else ''}. "
+             "Direction: the true class scores above its time-reversed partner (50% = blind to order).", "",
+             "| model | params (M) | top-1 | direction | pair | held-out clips | training (s) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, m in acc["models"].items():
+        lines.append(f"| {name} | {m['params'] / 1e6:.2f} | {100 * m['top1']:.1f}% | {100 * m['direction_accuracy']:.1f}% "
+                     f"| {100 * m['pair_accuracy']:.1f}% | {m['clips']} | {m['train_seconds']:.0f} |")
+    for name, q in (acc.get("quantization") or {}).items():
+        lines.append(f"| {name} | | {100 * q['top1']:.1f}% | | | {q.get('clips', '')} | |")
+    return lines
 
 
 def update_readme(readme: Path, table: str) -> None:
