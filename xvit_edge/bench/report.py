@@ -39,6 +39,10 @@ def markdown(results: dict) -> str:
         top = sorted(c["op_counts"].items(), key=lambda kv: -kv[1])[:8]
         lines += ["", f"Core ML fp16 `.mlpackage`: {c['size_mb']:.1f} MB, weights {c['weight_dtypes']}, ops "
                   + ", ".join(f"{k} {v}" for k, v in top) + f"; latency {c['numeric_parity'].replace('not run: ', 'not measured: ')}."]
+    if results.get("streaming"):
+        from .streaming import markdown as streaming_markdown
+
+        lines += [""] + streaming_markdown(results["streaming"])
     return "\n".join(lines) + "\n"
 
 
