@@ -16,7 +16,7 @@ from pathlib import Path
 
 from xvit_edge.data.video import _cv2
 from xvit_edge.streaming import (CaptureError, FrameSource, LiveStats, ModelLoadError, Recognizer, Smoother,
-                                 run_stream)
+                                 default_threads, run_stream)
 from xvit_edge.streaming.recognizer import MODES
 from xvit_edge.streaming.smoothing import METHODS
 
@@ -45,6 +45,29 @@ class AppError(Exception):
         self.code = code
 
 
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {low}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int, non_negative_int = _int_at_least(1), _int_at_least(0)
+
+
+def non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def add_common_args(p: argparse.ArgumentParser) -> None:
     """Model, mode, smoothing, retries and output flags, shared by every app."""
     p.add_argument("--model", required=True, metavar="ARTIFACT",
@@ -54,20 +77,21 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
                    help="clip: run the whole-clip model over the last T frames every --stride frames; incremental: "
                    "encode each new frame once and carry the state (a stream-mode export, or a causal checkpoint). "
                    "Default: incremental when the model offers it, else clip")
-    p.add_argument("--stride", type=int, default=1, help="clip mode: run the model every N frames")
-    p.add_argument("--threads", type=int, help="inference threads (default: the runtime's own choice)")
+    p.add_argument("--stride", type=positive_int, default=1, help="clip mode: run the model every N frames")
+    p.add_argument("--threads", type=positive_int, default=default_threads(),
+                   help="inference threads; the default leaves one core to the capture thread's decoding")
     p.add_argument("--smoothing", choices=METHODS, default="ema",
                    help="temporal smoothing of the scores: ema (moving average of probabilities), vote (majority of "
                    "the last --window answers), none")
     p.add_argument("--alpha", type=float, default=0.3, help="ema: weight of the newest probabilities, in (0, 1]")
-    p.add_argument("--window", type=int, default=5, help="vote: how many recent answers vote")
+    p.add_argument("--window", type=positive_int, default=5, help="vote: how many recent answers vote")
     p.add_argument("--threshold", type=float, default=0.5,
                    help="confidence below which the answer is 'no action', in [0, 1]")
-    p.add_argument("--retries", type=int, default=3,
+    p.add_argument("--retries", type=non_negative_int, default=3,
                    help="a lost camera or stream is reopened this many times (a file: undecodable frames skipped "
                    "in a row) before the app stops")
-    p.add_argument("--retry-delay", type=float, default=1.0, help="seconds between reconnection attempts")
-    p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
+    p.add_argument("--retry-delay", type=non_negative, default=1.0, help="seconds between reconnection attempts")
+    p.add_argument("--max-frames", type=positive_int, help="stop after this many processed frames")
     p.add_argument("--json", metavar="PATH", help="also write one JSON line per processed frame (label, confidence)")
 
 

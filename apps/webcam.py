@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="camera index (0, 1, ...), video file, or stream URL (rtsp://, http://, ...)")
     p.add_argument("--headless", action="store_true", help="no window (for machines without a display)")
     p.add_argument("--output", metavar="VIDEO",
-                   help="write the annotated frames to this .mp4 (with or without --headless)")
+                   help="write the annotated frames to this .mp4 (with or without --headless); without "
+                   "--every-frame only the frames that were processed are written")
     p.add_argument("--every-frame", action="store_true",
                    help="process every frame, dropping none (meant for files: deterministic output); by default "
                    "the newest frame is taken and a file is played at its own frame rate, like a camera")

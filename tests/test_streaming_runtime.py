@@ -177,7 +177,7 @@ def test_newest_frame_mode_drops_stale_frames_and_counts_them():
         source.start()
         while (f := source.read()) is not None:
             frames.append(f)
-            time.sleep(0.005)
+            time.sleep(0.02)  # a slow model: the fake camera delivers its 60 frames far faster
     except CaptureError as e:  # the fake camera ends like one that was unplugged
         error = e
     finally:

@@ -57,19 +57,26 @@ def _stats(samples_ms: list[float]) -> dict:
 # ---------------------------------------------------------------------------------------------- per frame
 
 
-def per_frame_cost(preset: str, threads: int, repeats: int, warmup: int, onnx: bool) -> dict:
-    """Latency of one new frame in clip mode (the whole clip again) and in incremental mode (one step)."""
+def per_frame_cost(preset: str, threads: list[int], repeats: int, warmup: int, onnx: bool) -> list[dict]:
+    """Latency of one new frame in clip mode (the whole clip again) and in incremental mode (one step), for
+    each thread count: eager, and onnxruntime when `onnx`."""
     torch.manual_seed(0)
     cfg = causal_variant(get_config(preset))
     model = XViT(cfg).eval()
     step = StreamingStep(model).eval()
     clip = torch.randn(1, cfg.num_frames, cfg.in_chans, cfg.img_size, cfg.img_size)
     frame_inputs = (clip[:, 0], *StreamState.zeros(cfg).as_tuple())
-    rows = []
+    rows: dict[int, list[dict]] = {n: [] for n in threads}
+
+    def timed(runtime: str, mode: str, fn, n: int) -> None:
+        rows[n].append({"runtime": runtime, "mode": mode,
+                        **time_call(fn, repeats=repeats, warmup=warmup, threads=n).to_dict()})
+        log.info("%s %s, %d threads: %.1f ms a frame", runtime, mode, n, rows[n][-1]["median_ms"])
+
     with torch.inference_mode():
-        for mode, fn in (("clip", lambda: model(clip)), ("incremental", lambda: step(*frame_inputs))):
-            rows.append({"runtime": "eager", "mode": mode,
-                         **time_call(fn, repeats=repeats, warmup=warmup, threads=threads).to_dict()})
+        for n in threads:
+            timed("eager", "clip", lambda: model(clip), n)
+            timed("eager", "incremental", lambda: step(*frame_inputs), n)
     if onnx:
         from ..export.onnx import export_onnx, load_onnx
         from ..export.stream import INPUT_NAMES, OUTPUT_NAMES
@@ -80,16 +87,16 @@ def per_frame_cost(preset: str, threads: int, repeats: int, warmup: int, onnx: b
                     ("incremental", step, frame_inputs, (list(INPUT_NAMES), list(OUTPUT_NAMES)))):
                 path = Path(tmp) / f"{mode}.onnx"
                 export_onnx(module, example, path, {}, *names)
-                run = load_onnx(path, threads)
-                rows.append({"runtime": "onnxruntime", "mode": mode,
-                             **time_call(lambda: run(example), repeats=repeats, warmup=warmup,
-                                         threads=threads).to_dict()})
-    by = {(r["runtime"], r["mode"]): r["median_ms"] for r in rows}
-    ratios = {rt: by[(rt, "clip")] / by[(rt, "incremental")] for rt in sorted({r["runtime"] for r in rows})}
-    for r in rows:
-        log.info("%s %s: %.1f ms a frame", r["runtime"], r["mode"], r["median_ms"])
-    return {"preset": cfg.name, "frames": cfg.num_frames, "threads": threads, "repeats": repeats, "warmup": warmup,
-            "rows": rows, "clip_over_incremental": ratios}
+                for n in threads:
+                    run = load_onnx(path, n)
+                    timed("onnxruntime", mode, lambda: run(example), n)
+    out = []
+    for n in threads:
+        by = {(r["runtime"], r["mode"]): r["median_ms"] for r in rows[n]}
+        ratios = {rt: by[(rt, "clip")] / by[(rt, "incremental")] for rt in sorted({r["runtime"] for r in rows[n]})}
+        out.append({"preset": cfg.name, "frames": cfg.num_frames, "threads": n, "repeats": repeats,
+                    "warmup": warmup, "rows": rows[n], "clip_over_incremental": ratios})
+    return out
 
 
 # -------------------------------------------------------------------------------------------- end to end
@@ -226,18 +233,22 @@ def _soak_in_subprocess(checkpoint: Path, frames: int, every: int) -> dict:
 
 
 def run(preset: str, threads: list[int], repeats: int, warmup: int, quick: bool, video: Path | None = None) -> dict:
-    """The streaming section: per-frame cost and end-to-end fps (each thread count; --quick: the largest only,
-    incremental mode, 40 frames), memory over a long stream (one thread)."""
+    """The streaming section: per-frame cost (each thread count; --quick: the largest), end-to-end fps
+    (incremental mode at each thread count and clip mode at the runtime's default; --quick: incremental at the
+    default, 40 frames), memory over a long stream."""
     from ..data.sample_clips import sample_clip
+    from ..streaming import default_threads
 
     video = video or sample_clip(VIDEO)
-    threads = [max(threads)] if quick else sorted(threads)
-    result = {"per_frame": [per_frame_cost(preset, n, repeats, warmup, onnx=not quick) for n in threads]}
+    threads = sorted(threads)
+    result = {"per_frame": per_frame_cost(preset, threads[-1:] if quick else threads, repeats, warmup,
+                                          onnx=not quick)}
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = _causal_checkpoint(preset, Path(tmp))
-        modes = ["incremental"] if quick else ["incremental", "clip"]
-        result["end_to_end"] = [end_to_end(ckpt, video, m, n, 40 if quick else None, warmup=8)
-                                for m in modes for n in threads]
+        default = min(default_threads(), threads[-1])
+        # the clip mode is T times slower a frame: timed at the default thread count only
+        runs = [("incremental", default)] if quick else [("incremental", n) for n in threads] + [("clip", default)]
+        result["end_to_end"] = [end_to_end(ckpt, video, m, n, 40 if quick else None, warmup=8) for m, n in runs]
         soak_ckpt = _causal_checkpoint(SOAK_PRESET, Path(tmp))
         frames = 2000 if quick else 10_000
         result["memory"] = _soak_in_subprocess(soak_ckpt, frames, every=max(100, frames // 50))
@@ -271,7 +282,8 @@ def markdown(result: dict) -> list[str]:
                      f"| {r['loop']['p90_ms']:.1f} | {r['decode_alone']['median_ms']:.1f} "
                      f"| {r['preprocess']['median_ms']:.1f} | {r['model']['median_ms']:.1f} |")
     lines += ["", "End to end = capture thread decoding every frame (none dropped), BGR->RGB, preprocessing, "
-              "model, smoothing; decoding runs on its own thread, so the loop overlaps it.", "",
+              "model, smoothing; decoding runs on its own thread, so the loop overlaps it, and competes with the "
+              "inference threads for the cores (the apps default to all cores but one for inference).", "",
               f"Memory: RSS {m['rss_mb_at_100']:.1f} MB after 100 frames, {m['rss_mb_at_end']:.1f} MB after "
               f"{m['frames']:,} ({100 * m['growth']:+.2f}%, target < 5%); `{m['preset']}` causal, {m['mode']} mode, "
               f"{m['threads']} thread, synthetic {m['frame_size'][0]}x{m['frame_size'][1]} frames through the whole "
@@ -287,7 +299,8 @@ def plot(result: dict, path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     rows = [(p["threads"], r) for p in result["per_frame"] for r in p["rows"]]
-    names = [f"{r['runtime']}\n{r['mode']}\n{n} thr" for n, r in rows]
+    short = {"onnxruntime": "ort"}  # room for eight labels under the bars
+    names = [f"{short.get(r['runtime'], r['runtime'])}\n{r['mode']}\n{n} thr" for n, r in rows]
     axes[0].bar(names, [r["median_ms"] for _, r in rows],
                 color=["C1" if r["mode"] == "clip" else "C0" for _, r in rows])
     axes[0].set_ylabel("latency per new frame (ms, median)")

@@ -4,7 +4,7 @@ labels, for any exported model (eager torch, ExecuTorch, onnxruntime). The demo 
 Heavy dependencies (OpenCV, ExecuTorch, onnxruntime) are imported only by the parts that use them.
 """
 
-from .backends import LoadedModel, ModelLoadError, load_model
+from .backends import LoadedModel, ModelLoadError, default_threads, load_model
 from .buffer import FrameBuffer
 from .capture import CaptureError, Frame, FrameSource, parse_source
 from .pipeline import StreamResult, run_stream
@@ -14,4 +14,4 @@ from .stats import LiveStats, RateMeter, StatsSnapshot
 
 __all__ = ["CaptureError", "Decision", "EMA", "Frame", "FrameBuffer", "FrameSource", "LiveStats", "LoadedModel",
            "MODES", "MajorityVote", "ModelLoadError", "NO_ACTION", "Prediction", "RateMeter", "Recognizer",
-           "Smoother", "StatsSnapshot", "StreamResult", "load_model", "parse_source", "run_stream"]
+           "Smoother", "StatsSnapshot", "StreamResult", "default_threads", "load_model", "parse_source", "run_stream"]

@@ -31,6 +31,16 @@ KINDS = {".pt": "torch", ".pth": "torch", ".pte": "executorch", ".onnx": "onnx"}
 SIDECAR_TARGET = {"executorch": "executorch", "onnx": "onnx"}
 
 
+def default_threads() -> int:
+    """Inference threads for a live stream: every core but one, which the capture thread needs for decoding.
+
+    Seen on a 2-core machine that other jobs were also using (720p h264, xvit_edge_tiny's causal step): with 2
+    torch threads beside the decoding thread the cores were oversubscribed and the stream fell below 1 fps;
+    with 1 it ran at about 20 fps.
+    """
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 class ModelLoadError(ValueError):
     """A model file the runtime cannot use; the message names the file and what to do."""
 
