@@ -69,3 +69,39 @@ def timm():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def make_causal_test_model():
+    """xvit_test's streaming (causal) variant, random weights; the head is moved away from its near-zero
+    initialisation so the logits are O(1) and a parity bound of 1e-4 means something."""
+    from xvit_edge import create_model, get_config
+    from xvit_edge.config import causal_variant
+
+    torch.manual_seed(0)
+    model = create_model(causal_variant(get_config("xvit_test"))).eval()
+    with torch.no_grad():
+        model.head.cls_token.normal_(0, 0.2)
+        model.head.fc1.weight.normal_(0, 0.3)
+        model.head.fc2.weight.normal_(0, 0.5)
+    return model
+
+
+@pytest.fixture(scope="session")
+def causal_test_model():
+    return make_causal_test_model()
+
+
+@pytest.fixture(scope="session")
+def stream_artifacts(causal_test_model, tmp_path_factory):
+    """The causal test model as a checkpoint and exported in stream mode to ExecuTorch and ONNX (built once)."""
+    from xvit_edge import Preprocessing
+    from xvit_edge.export import export
+    from xvit_edge.model.weights import save_checkpoint
+
+    out = tmp_path_factory.mktemp("stream_artifacts")
+    labels = [f"action_{i}" for i in range(causal_test_model.config.num_classes)]
+    pre = Preprocessing.for_size(causal_test_model.config.img_size, mean=(0.5,) * 3, std=(0.5,) * 3)
+    save_checkpoint(out / "causal.pt", causal_test_model, labels, pre)
+    arts = {target: export(causal_test_model, labels, pre, target, out, mode="stream", samples=2)
+            for target in ("executorch", "onnx")}
+    return {"checkpoint": out / "causal.pt", "labels": labels, "preprocessing": pre, **arts}

@@ -25,8 +25,16 @@ def test_bench_quick_writes_results_table_and_plot(tmp_path):
     assert all(r["median_ms"] > 0 and r["size_mb"] > 0 for r in results["deployment"]["rows"])
     assert results["deployment"]["coreml"]["weight_dtypes"] == {"FLOAT16": 16}
     assert (tmp_path / "complexity.png").stat().st_size > 1000
+    s = results["streaming"]
+    assert [(r["runtime"], r["mode"]) for r in s["per_frame"][0]["rows"]] == [("eager", "clip"), ("eager", "incremental")]
+    assert s["per_frame"][0]["clip_over_incremental"]["eager"] > 0
+    e2e = s["end_to_end"][0]
+    assert e2e["resolution"] == [1280, 720] and e2e["frames"] == 40 and e2e["fps"] > 0
+    assert s["memory"]["frames"] == 2000 and s["memory"]["rss_mb_at_100"] > 0
+    assert (tmp_path / "streaming.png").stat().st_size > 1000
     text = readme.read_text()
     assert "old" not in text and "| mixing | 8 |" in text and text.endswith("tail\n")
+    assert "**Streaming**" in text and "| incremental | 1 | bigbuckbunny.mp4 1280x720 |" in text
 
 
 def test_accuracy_bench_quick_trains_scores_and_saves_a_checkpoint(tmp_path):

@@ -122,3 +122,77 @@ def test_failed_verification_leaves_no_artifact(model, tmp_path, monkeypatch):
     with pytest.raises(ExportError, match="disagrees with the eager model"):
         export(model, LABELS, Preprocessing.for_size(32), "onnx", tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------------------------------ stream mode
+
+
+@pytest.mark.parametrize("target", ["executorch", "onnx"])
+def test_stream_export_carries_the_state_like_the_eager_step(stream_artifacts, causal_test_model, target):
+    """The stream artifact (built by the session fixture with export(..., mode="stream")) re-run on a fresh
+    stream of T + 3 frames, its state fed back, against the eager StreamingStep: logits and state."""
+    from xvit_edge.export.executorch import load_pte
+    from xvit_edge.export.onnx import load_onnx
+    from xvit_edge.export.stream import stream_outputs
+    from xvit_edge.model.streaming import StreamingStep, StreamState
+
+    art = stream_artifacts[target]
+    assert art.path.name == f"xvit_test_fp32_stream{'.pte' if target == 'executorch' else '.onnx'}"
+    cfg = causal_test_model.config
+    sidecar = read_sidecar(art.sidecar)
+    assert sidecar["mode"] == "stream" and sidecar["state_shapes"] == StreamState.shapes(cfg)
+    assert sidecar["input"]["shape"] == [1, 3, 32, 32] and sidecar["state"]["outputs"] == ["keys_out", "values_out",
+                                                                                           "frame_tokens_out"]
+    parity = sidecar["verification"]["parity"]
+    assert parity["streams"] == 2 and parity["frames_per_stream"] == cfg.num_frames + 3
+    assert parity["max_abs_diff"] <= 1e-4 and "state_max_abs_diff" in parity
+    frames = torch.randn(1, cfg.num_frames + 3, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    step = StreamingStep(causal_test_model)
+    with torch.no_grad():
+        want_logits, want_state = stream_outputs(lambda xs: step(*xs), frames, cfg)
+    got_logits, got_state = stream_outputs((load_pte if target == "executorch" else load_onnx)(art.path), frames, cfg)
+    assert want_logits[-1].abs().max() > 0.5
+    for got, want in zip(got_logits + got_state, want_logits + want_state):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+    if target == "executorch":
+        assert not art.report["delegation"]["heavy_ops_not_delegated"]
+    else:
+        import onnx
+
+        proto = onnx.load(str(art.path))
+        assert [i.name for i in proto.graph.input] == ["frame", "keys", "values", "frame_tokens"]
+        assert {p.key: p.value for p in proto.metadata_props}["mode"] == "stream"
+
+
+def test_stream_export_to_coreml_is_spec_checked(causal_test_model, tmp_path):
+    art = export(causal_test_model, LABELS, Preprocessing.for_size(32), "coreml", tmp_path, "fp16", mode="stream")
+    spec = art.report["coreml"]
+    assert spec["inputs"] == {"frame": [1, 3, 32, 32], "keys": [2, 1, 2, 17, 32], "values": [2, 1, 2, 17, 32],
+                              "frame_tokens": [1, 4, 32]}
+    assert spec["outputs"] == ["logits", "keys_out", "values_out", "frame_tokens_out"]
+    assert spec["weight_dtypes"].keys() == {"FLOAT16"} and spec["labels"] == LABELS
+    sidecar = read_sidecar(art.sidecar)
+    assert sidecar["mode"] == "stream" and "not run" in sidecar["verification"]["parity"]["numeric"]
+
+
+def test_stream_mode_needs_a_causal_model(model, tmp_path):
+    with pytest.raises(ExportError, match=r"causal mixing model.*causal_variant"):
+        export(model, LABELS, Preprocessing.for_size(32), "onnx", tmp_path, mode="stream")
+    with pytest.raises(ExportError, match="unknown mode"):
+        export(model, LABELS, Preprocessing.for_size(32), "onnx", tmp_path, mode="frames")
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_stream_mode(causal_test_model, model, tmp_path, capsys):
+    ckpt = tmp_path / "causal.pt"
+    save_checkpoint(ckpt, causal_test_model, LABELS)
+    assert main(["--target", "onnx", "--mode", "stream", "--checkpoint", str(ckpt), "--out", str(tmp_path / "out"),
+                 "--samples", "1"]) == 0
+    assert "1 streams of 7 frames" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["xvit_test_fp32_stream.onnx",
+                                                                    "xvit_test_fp32_stream.onnx.json"]
+    save_checkpoint(tmp_path / "plain.pt", model, LABELS)
+    assert main(["--target", "onnx", "--mode", "stream", "--checkpoint", str(tmp_path / "plain.pt"),
+                 "--out", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "causal_variant" in err

@@ -5,6 +5,7 @@ Writes `bench/results.json`, PNG plots and `bench/results.md` (the table the REA
 2. deployment: latency and size of eager, ExecuTorch and ONNX fp32 with each thread count; Core ML size and ops;
 3. accuracy: quoted from `accuracy.json`, written by `python -m xvit_edge.bench.accuracy` (it trains models,
    which takes far longer than this command);
+4. streaming: per-frame cost of incremental vs clip mode, end-to-end fps on a real 720p clip, memory over a long stream;
 5. the machine's GEMM peak, and each model's achieved GFLOP/s as a fraction of it.
 Each figure records how it was measured (warm-up, repeats, threads).
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ..config import PRESETS
-from . import complexity, deployment, peak
+from . import complexity, deployment, peak, streaming
 from .report import markdown, update_readme
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     max_threads = max(args.threads)
     results["complexity"] = complexity.run(args.preset, frames, max_threads, repeats, warmup)
     results["deployment"] = deployment.run(args.preset, args.threads, repeats, warmup)
+    results["streaming"] = streaming.run(args.preset, args.threads, repeats, warmup, args.quick)
     peak_gflops = results["peak"][str(max_threads)]["gflops"]
     for row in results["complexity"]["rows"] + [results["complexity"]["image_model"]]:
         row["fraction_of_peak"] = row["gflops_achieved"] / peak_gflops
@@ -65,12 +67,13 @@ def main(argv: list[str] | None = None) -> int:
 
     (out / "results.json").write_text(json.dumps(results, indent=2))
     complexity.plot(results["complexity"], out / "complexity.png")
+    streaming.plot(results["streaming"], out / "streaming.png")
     table = markdown(results)
     (out / "results.md").write_text(table)
     if args.update_readme:
         update_readme(Path(args.update_readme), table)
     print(table)
-    print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'complexity.png'} "
+    print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'complexity.png'}, {out / 'streaming.png'} "
           f"in {results['elapsed_s']:.0f} s")
     return 0
 

@@ -40,6 +40,10 @@ def markdown(results: dict) -> str:
         lines += ["", f"Core ML fp16 `.mlpackage`: {c['size_mb']:.1f} MB, weights {c['weight_dtypes']}, ops "
                   + ", ".join(f"{k} {v}" for k, v in top) + f"; latency {c['numeric_parity'].replace('not run: ', 'not measured: ')}."]
     lines += accuracy_lines(results.get("accuracy"))
+    if results.get("streaming"):
+        from .streaming import markdown as streaming_markdown
+
+        lines += [""] + streaming_markdown(results["streaming"])
     return "\n".join(lines) + "\n"
 
 

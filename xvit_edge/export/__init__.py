@@ -1,5 +1,8 @@
 """Export a checkpoint to ExecuTorch (.pte, XNNPACK), Core ML (.mlpackage) and ONNX, each verified against
-the eager model, each with a sidecar JSON for the runtime. `python -m xvit_edge.export --help`."""
+the eager model, each with a sidecar JSON for the runtime. `python -m xvit_edge.export --help`.
+
+Mode `clip` exports the whole-clip classifier; mode `stream` the incremental step of a causal model, with its
+state as explicit tensors in and out (see `stream.py`)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ import torch
 
 from ..config import Preprocessing
 from ..model import XViT
+from ..model.streaming import StreamingStep, StreamState, streamable
+from . import stream
 from .sidecar import build_sidecar, write_sidecar
 from .verify import compare, sample_inputs
 
@@ -22,6 +27,7 @@ log = logging.getLogger(__name__)
 
 TARGETS = ("executorch", "coreml", "onnx")
 EXTENSIONS = {"executorch": ".pte", "coreml": ".mlpackage", "onnx": ".onnx"}
+MODES = ("clip", "stream")
 # fp32 parity bound for the artifacts that run here (the model's logits are O(1)).
 FP32_ATOL = 1e-4
 
@@ -49,8 +55,12 @@ def _require(target: str) -> None:
 
 
 def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target: str, out_dir: str | os.PathLike,
-           precision: str = "fp32", verify: bool = True, samples: int = 4, name: str | None = None) -> Artifact:
+           precision: str = "fp32", verify: bool = True, samples: int = 4, name: str | None = None,
+           mode: str = "clip") -> Artifact:
     """Write one artifact and its sidecar into `out_dir`; verified against `model` unless `verify=False`.
+
+    `mode="stream"` exports the incremental step of a causal model (`samples` streams of T + 3 frames verify
+    it); `mode="clip"` the whole-clip model (`samples` clips).
 
     Everything is built in a temporary folder and moved into place only once it has verified, so a
     failure leaves nothing partial behind.
@@ -61,10 +71,14 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
         raise ExportError(f"precision {precision!r} is not available; use fp32, or fp16 for Core ML")
     if precision == "fp16" and target != "coreml":
         raise ExportError("fp16 is a Core ML compute precision; ExecuTorch and ONNX export fp32")
+    if mode not in MODES:
+        raise ExportError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     _require(target)
     model = model.eval()
     cfg = model.config
-    name = name or f"{cfg.name}_{precision}"
+    if mode == "stream" and not streamable(cfg):
+        raise ExportError(stream.not_streamable_message(cfg))
+    name = name or f"{cfg.name}_{precision}" + ("_stream" if mode == "stream" else "")
     filename = name + EXTENSIONS[target]
     out = Path(out_dir)
     try:
@@ -73,49 +87,60 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
     except OSError as e:
         raise ExportError(f"cannot write to {out}: {e.strerror or e}") from e
     try:
-        example = sample_inputs(cfg, 1, seed=1234)[0]
-        inputs = sample_inputs(cfg, samples)
-        with torch.no_grad():
-            reference = [model(x) for x in inputs]
+        if mode == "stream":  # the step, its example and names; verified by streaming below
+            module, example = StreamingStep(model).eval(), stream.example_inputs(cfg)
+            input_names, output_names = list(stream.INPUT_NAMES), list(stream.OUTPUT_NAMES)
+        else:
+            module, example = model, (sample_inputs(cfg, 1, seed=1234)[0],)
+            input_names, output_names = ["video"], ["logits"]
+            inputs = sample_inputs(cfg, samples)
+            with torch.no_grad():
+                reference = [model(x) for x in inputs]
         path = staging / filename
         meta = {"labels": json.dumps(list(labels)),
                 "preprocessing": json.dumps(preprocessing.to_dict()),
-                "xvit_config": json.dumps(cfg.to_dict()),
+                "xvit_config": json.dumps(cfg.to_dict()), "mode": mode,
                 "description": f"X-ViT video classifier ({cfg.name}, {cfg.num_frames} frames, "
-                               f"{cfg.img_size} px, {cfg.num_classes} classes)"}
+                               f"{cfg.img_size} px, {cfg.num_classes} classes"
+                               + (", one frame per call, state in and out)" if mode == "stream" else ")")}
         report: dict = {}
         with torch.no_grad():
             if target == "executorch":
-                from .executorch import export_pte, run_pte
+                from .executorch import export_pte, load_pte, run_pte
 
-                report["delegation"] = export_pte(model, (example,), path)
+                report["delegation"] = export_pte(module, example, path)
                 if report["delegation"]["heavy_ops_not_delegated"]:
                     raise ExportError(f"heavy ops left outside XNNPACK: {report['delegation']['heavy_ops_not_delegated']}")
-                run = run_pte
+                run, load = run_pte, load_pte
             elif target == "onnx":
-                from .onnx import export_onnx, run_onnx
+                from .onnx import export_onnx, load_onnx, run_onnx
 
-                report["onnx"] = export_onnx(model, (example,), path,
-                                             {k: meta[k] for k in ("labels", "preprocessing", "xvit_config")},
-                                             ["video"], ["logits"])
-                run = run_onnx
+                report["onnx"] = export_onnx(module, example, path,
+                                             {k: meta[k] for k in ("labels", "preprocessing", "xvit_config", "mode")},
+                                             input_names, output_names)
+                run, load = run_onnx, load_onnx
             else:
                 from .coreml import export_mlpackage
 
-                report["coreml"] = export_mlpackage(model, example, path, labels, precision, meta)
+                classifier = mode == "clip"  # the step's outputs are logits and state, not a class label
+                report["coreml"] = export_mlpackage(module, example, path, labels, precision, meta, tuple(input_names),
+                                                    None if classifier else tuple(output_names))
                 run = None
         if verify and run is not None:
-            report["parity"] = compare(reference, [out[0] for out in run(path, [(x,) for x in inputs])])
+            if mode == "stream":
+                report["parity"] = stream.verify_step(model, load(path), samples)
+            else:
+                report["parity"] = compare(reference, [out[0] for out in run(path, [(x,) for x in inputs])])
             if report["parity"]["max_abs_diff"] > FP32_ATOL:
                 raise ExportError(f"{target} artifact disagrees with the eager model: max abs diff "
                                   f"{report['parity']['max_abs_diff']:.3g} > {FP32_ATOL}")
         elif verify:
-            _check_coreml(report["coreml"], cfg, labels, precision)
+            _check_coreml(report["coreml"], cfg, labels, precision, mode)
             report["parity"] = {"numeric": report["coreml"]["numeric_parity"]}
         else:
             report["parity"] = {"numeric": "skipped (--no-verify)"}
         sidecar = staging / (name + f".{target}.json")
-        write_sidecar(sidecar, build_sidecar(filename, target, precision, cfg, labels, preprocessing, report))
+        write_sidecar(sidecar, build_sidecar(filename, target, precision, cfg, labels, preprocessing, report, mode))
         final, final_sidecar = out / filename, out / sidecar.name
         for src, dst in ((path, final), (sidecar, final_sidecar)):
             if dst.is_dir():
@@ -128,15 +153,24 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _check_coreml(spec: dict, cfg, labels: list[str], precision: str) -> None:
-    """Spec checks standing in for numeric parity where Core ML cannot run."""
-    want = [1, cfg.num_frames, cfg.in_chans, cfg.img_size, cfg.img_size]
+def _check_coreml(spec: dict, cfg, labels: list[str], precision: str, mode: str = "clip") -> None:
+    """Spec checks standing in for numeric parity where Core ML cannot run: input shapes, then either the
+    classifier (clip mode) or the named logits and state outputs (stream mode), ops, weight precision."""
+    if mode == "stream":
+        inputs = {"frame": [1, cfg.in_chans, cfg.img_size, cfg.img_size], **StreamState.shapes(cfg)}
+        outputs: list[str] | None = list(stream.OUTPUT_NAMES)
+    else:
+        inputs, outputs = {"video": [1, cfg.num_frames, cfg.in_chans, cfg.img_size, cfg.img_size]}, None
     problems = []
-    if spec["inputs"].get("video") != want:
-        problems.append(f"input 'video' is {spec['inputs'].get('video')}, expected {want}")
-    if spec["labels"] != list(labels) or spec["classifier_output"] != "classLabel":
+    if spec["inputs"] != inputs:
+        problems.append(f"inputs are {spec['inputs']}, expected {inputs}")
+    if spec["labels"] != list(labels):
         problems.append("class labels are missing or differ from the checkpoint's")
-    if "classify" not in spec["op_counts"] or "linear" not in spec["op_counts"]:
+    if outputs is None and spec["classifier_output"] != "classLabel":
+        problems.append("not a classifier (no classLabel output)")
+    if outputs is not None and spec["outputs"] != list(outputs):
+        problems.append(f"outputs are {spec['outputs']}, expected {list(outputs)}")
+    if (outputs is None and "classify" not in spec["op_counts"]) or "linear" not in spec["op_counts"]:
         problems.append(f"unexpected program: ops {sorted(spec['op_counts'])}")
     dtype = "FLOAT16" if precision == "fp16" else "FLOAT32"
     if set(spec["weight_dtypes"]) != {dtype}:

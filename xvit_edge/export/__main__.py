@@ -1,4 +1,5 @@
-"""`python -m xvit_edge.export --target {executorch,coreml,onnx,all} --checkpoint CKPT [--precision ...]`."""
+"""`python -m xvit_edge.export --target {executorch,coreml,onnx,all} --checkpoint CKPT [--precision ...]
+[--mode clip|stream]`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import sys
 
 from ..model.weights import CheckpointError, load_checkpoint
-from . import TARGETS, ExportError, export
+from . import MODES, TARGETS, ExportError, export
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,8 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["fp32", "fp16"],
                    help="default: fp16 for coreml (its compute precision), fp32 for executorch and onnx; "
                    "fp16 applies to coreml only")
+    p.add_argument("--mode", choices=MODES, default="clip",
+                   help="clip: the whole-clip classifier (T frames in, logits out); stream: the incremental step of a "
+                   "causal model (one frame and the state in, logits and the new state out), for the streaming runtime")
     p.add_argument("--out", default="exported", help="output folder for the artifacts and their sidecar JSON files")
-    p.add_argument("--samples", type=int, default=4, help="seeded sample clips used to verify each artifact")
+    p.add_argument("--samples", type=int, default=4,
+                   help="seeded sample clips (stream mode: streams of frames+3 frames) used to verify each artifact")
     p.add_argument("--no-verify", action="store_true", help="skip verification (not recommended)")
     return p
 
@@ -37,9 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         for target in targets:
             precision = (args.precision or "fp16") if target == "coreml" else "fp32"
             art = export(model, meta.labels, meta.preprocessing, target, args.out, precision,
-                         verify=not args.no_verify, samples=args.samples)
+                         verify=not args.no_verify, samples=args.samples, mode=args.mode)
             parity = art.report["parity"]
-            detail = (f"max abs diff {parity['max_abs_diff']:.2e} over {parity['samples']} clips"
+            detail = (f"max abs diff {parity['max_abs_diff']:.2e} over "
+                      + (f"{parity['streams']} streams of {parity['frames_per_stream']} frames" if "streams" in parity
+                         else f"{parity['samples']} clips")
                       if "max_abs_diff" in parity else parity["numeric"])
             extra = ""
             if target == "executorch":

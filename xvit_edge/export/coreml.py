@@ -18,22 +18,28 @@ import torch
 log = logging.getLogger(__name__)
 
 
-def export_mlpackage(model: torch.nn.Module, example: torch.Tensor, path: Path, labels: list[str],
-                     precision: str, metadata: dict[str, str]) -> dict:
+def export_mlpackage(model: torch.nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], path: Path,
+                     labels: list[str], precision: str, metadata: dict[str, str],
+                     input_names: tuple[str, ...] = ("video",), output_names: tuple[str, ...] | None = None) -> dict:
+    """Convert `model(*example)`. Without `output_names` it is a classifier (class labels, `classLabel`);
+    with them (the streaming step: logits and state out) a plain program whose outputs carry those names."""
     import coremltools as ct
 
-    program = torch.export.export(model, (example,)).run_decompositions({})
+    example = (example,) if isinstance(example, torch.Tensor) else tuple(example)
+    program = torch.export.export(model, example).run_decompositions({})
     mlmodel = ct.convert(
         program,
-        inputs=[ct.TensorType(name="video", shape=tuple(example.shape))],
-        classifier_config=ct.ClassifierConfig(list(labels)),
+        inputs=[ct.TensorType(name=n, shape=tuple(x.shape)) for n, x in zip(input_names, example)],
+        outputs=[ct.TensorType(name=n) for n in output_names] if output_names else None,
+        classifier_config=None if output_names else ct.ClassifierConfig(list(labels)),
         minimum_deployment_target=ct.target.iOS17,
         compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
     )
     mlmodel.author = "xvit_edge"
     mlmodel.license = metadata.get("license", "see the model's training data and weights")
     mlmodel.short_description = metadata["description"]
-    mlmodel.input_description["video"] = "(1, frames, 3, H, W) RGB frames, normalised as in 'preprocessing'"
+    if "video" in input_names:
+        mlmodel.input_description["video"] = "(1, frames, 3, H, W) RGB frames, normalised as in 'preprocessing'"
     for key in ("labels", "preprocessing", "xvit_config"):
         mlmodel.user_defined_metadata[key] = metadata[key]
     mlmodel.save(str(path))

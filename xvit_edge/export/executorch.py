@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -34,9 +35,38 @@ def export_pte(model: torch.nn.Module, example: tuple[torch.Tensor, ...], path: 
     return summary
 
 
-def run_pte(path: Path, inputs: list[tuple[torch.Tensor, ...]]) -> list[list[torch.Tensor]]:
-    """Run the .pte's `forward` on each tuple of inputs with the ExecuTorch runtime; all outputs."""
+# The thread count the ExecuTorch pool was given in this process (None: never set).
+_pool_threads: int | None = None
+_loaded = False
+
+
+def load_pte(path: str | Path, threads: int | None = None) -> Callable[[Sequence[torch.Tensor]], list[torch.Tensor]]:
+    """Load the .pte's `forward` once; returns `call(inputs) -> outputs` (copies, safe to keep).
+
+    `threads` sizes ExecuTorch's thread pool. The pool can only be sized before the first program of the
+    process is loaded (resizing it later crashed the process), so a later, different request is ignored
+    with a warning.
+    """
+    global _pool_threads, _loaded
     from executorch.runtime import Runtime
 
+    if threads is not None and threads != _pool_threads:
+        if _loaded:
+            log.warning("ExecuTorch's thread pool is already in use with %s threads; %d requested, not resized",
+                        _pool_threads or "its default number of", threads)
+        else:
+            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+            _unsafe_reset_threadpool(threads)
+            _pool_threads = threads
     method = Runtime.get().load_program(str(path)).load_method("forward")
-    return [[y.clone() for y in method.execute(list(args))] for args in inputs]
+    _loaded = True
+    # The runtime reads each input's memory as a dense row-major array, so strided views (a frame from
+    # preprocess_frames is a permuted channels-last layout) must be made contiguous first.
+    return lambda inputs: [y.clone() for y in method.execute([x.contiguous() for x in inputs])]
+
+
+def run_pte(path: Path, inputs: list[tuple[torch.Tensor, ...]]) -> list[list[torch.Tensor]]:
+    """Run the .pte's `forward` on each tuple of inputs with the ExecuTorch runtime; all outputs."""
+    call = load_pte(path)
+    return [call(args) for args in inputs]

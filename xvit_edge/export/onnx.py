@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -28,14 +29,23 @@ def export_onnx(model: torch.nn.Module, example: tuple[torch.Tensor, ...], path:
             "checker": "passed", "metadata_keys": sorted(metadata)}
 
 
-def run_onnx(path: Path, inputs: list[tuple[torch.Tensor, ...]]) -> list[list[torch.Tensor]]:
-    """Run the model with onnxruntime on each tuple of inputs; all outputs."""
+def load_onnx(path: str | Path, threads: int | None = None) -> Callable[[Sequence[torch.Tensor]], list[torch.Tensor]]:
+    """One onnxruntime session (CPU); returns `call(inputs) -> outputs`, inputs in the graph's order."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    return [[torch.from_numpy(y) for y in session.run(None, {n: x.numpy() for n, x in zip(names, args)})]
-            for args in inputs]
+    return lambda inputs: [torch.from_numpy(y)
+                           for y in session.run(None, {n: x.numpy() for n, x in zip(names, inputs)})]
+
+
+def run_onnx(path: Path, inputs: list[tuple[torch.Tensor, ...]]) -> list[list[torch.Tensor]]:
+    """Run the model with onnxruntime on each tuple of inputs; all outputs."""
+    call = load_onnx(path)
+    return [call(args) for args in inputs]
 
 
 def metadata_for(labels: list[str], preprocessing: dict, config: dict) -> dict[str, str]:

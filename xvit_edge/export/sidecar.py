@@ -26,16 +26,29 @@ def tool_versions() -> dict[str, str]:
 
 
 def build_sidecar(artifact: str, target: str, precision: str, config: XViTConfig, labels: list[str],
-                  preprocessing: Preprocessing, verification: dict[str, Any]) -> dict[str, Any]:
+                  preprocessing: Preprocessing, verification: dict[str, Any], mode: str = "clip") -> dict[str, Any]:
     t, s = config.num_frames, config.img_size
-    return {
-        "format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "artifact": artifact, "target": target,
-        "precision": precision, "mode": "clip", "config": config.to_dict(), "labels": list(labels),
-        "preprocessing": preprocessing.to_dict(),
+    io: dict[str, Any] = {
         "input": {"name": "video", "shape": [1, t, config.in_chans, s, s], "dtype": "float32",
                   "layout": "(batch, frames, RGB channels, height, width), normalised with preprocessing"},
         "output": {"name": "logits", "shape": [1, config.num_classes], "dtype": "float32"},
-        "frames": t, "state_shapes": {}, "tools": tool_versions(), "verification": verification,
+        "state_shapes": {},
+    }
+    if mode == "stream":
+        from ..model.streaming import StreamState
+        from .stream import INPUT_NAMES, OUTPUT_NAMES, STATE_NAMES
+
+        io["input"] = {"name": "frame", "shape": [1, config.in_chans, s, s], "dtype": "float32",
+                       "layout": "(batch, RGB channels, height, width): one frame, normalised with preprocessing"}
+        io["state_shapes"] = StreamState.shapes(config)
+        io["state"] = {"inputs": list(STATE_NAMES), "outputs": list(OUTPUT_NAMES[1:]), "initial": "zeros",
+                       "signature": f"({', '.join(INPUT_NAMES)}) -> ({', '.join(OUTPUT_NAMES)}); "
+                                    "feed each *_out back as the next frame's input of the same name"}
+    return {
+        "format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "artifact": artifact, "target": target,
+        "precision": precision, "mode": mode, "config": config.to_dict(), "labels": list(labels),
+        "preprocessing": preprocessing.to_dict(), **io, "frames": t, "tools": tool_versions(),
+        "verification": verification,
     }
 
 

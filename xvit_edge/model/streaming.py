@@ -21,6 +21,11 @@ from ..config import XViTConfig
 from .xvit import XViT
 
 
+def streamable(config: XViTConfig) -> bool:
+    """Whether the model has an incremental step: causal mixing."""
+    return config.causal and config.attention == "mixing"
+
+
 def history_frames(config: XViTConfig) -> int:
     """How many past frames each block's key/value cache holds: the furthest borrowed offset."""
     return max(-o for o in config.mix_offsets)
@@ -55,7 +60,7 @@ class StreamingStep(nn.Module):
     def __init__(self, model: XViT) -> None:
         super().__init__()
         cfg = model.config
-        if not (cfg.causal and cfg.attention == "mixing"):
+        if not streamable(cfg):
             raise ValueError(f"incremental streaming needs a causal mixing model (config {cfg.name!r} has "
                              f"attention={cfg.attention!r}, causal={cfg.causal}); see config.causal_variant")
         self.model = model

@@ -1,0 +1,231 @@
+"""What the demo apps share: their common flags, and the loop from a source to an overlay, a window and a file.
+
+Exit codes: 0 when the source ended (or the user quit); 1 when a live source was lost mid-stream and did not
+come back within the retries; 2 for bad arguments, a model that cannot be loaded, or a source that cannot
+be opened or yields no frame. Every failure is one line on stderr, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from xvit_edge.data.video import _cv2
+from xvit_edge.streaming import (CaptureError, FrameSource, LiveStats, ModelLoadError, Recognizer, Smoother,
+                                 default_threads, run_stream)
+from xvit_edge.streaming.recognizer import MODES
+from xvit_edge.streaming.smoothing import METHODS
+
+from .overlay import draw_overlay
+
+EXIT_LOST, EXIT_USAGE = 1, 2
+EPILOG = ("exit codes: 0 the source ended or you quit; 1 a camera or stream was lost and did not come back "
+          "within --retries; 2 bad arguments, a model that cannot be loaded, or a source that cannot be opened")
+QUIT_KEYS = (ord("q"), 27)  # q, Esc
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except the empty ones (None, False) that would only add noise."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class AppError(Exception):
+    """A problem to report in one line, with the exit code to end on."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {low}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int, non_negative_int = _int_at_least(1), _int_at_least(0)
+
+
+def non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    """Model, mode, smoothing, retries and output flags, shared by every app."""
+    p.add_argument("--model", required=True, metavar="ARTIFACT",
+                   help="the model: an ExecuTorch .pte or ONNX .onnx from python -m xvit_edge.export (its sidecar "
+                   "JSON beside it, or the sidecar's path), or an xvit_edge checkpoint .pt (run with PyTorch)")
+    p.add_argument("--mode", choices=MODES,
+                   help="clip: run the whole-clip model over the last T frames every --stride frames; incremental: "
+                   "encode each new frame once and carry the state (a stream-mode export, or a causal checkpoint). "
+                   "Default: incremental when the model offers it, else clip")
+    p.add_argument("--stride", type=positive_int, default=1, help="clip mode: run the model every N frames")
+    p.add_argument("--threads", type=positive_int, default=default_threads(),
+                   help="inference threads; the default leaves one core to the capture thread's decoding")
+    p.add_argument("--smoothing", choices=METHODS, default="ema",
+                   help="temporal smoothing of the scores: ema (moving average of probabilities), vote (majority of "
+                   "the last --window answers), none")
+    p.add_argument("--alpha", type=float, default=0.3, help="ema: weight of the newest probabilities, in (0, 1]")
+    p.add_argument("--window", type=positive_int, default=5, help="vote: how many recent answers vote")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="confidence below which the answer is 'no action', in [0, 1]")
+    p.add_argument("--retries", type=non_negative_int, default=3,
+                   help="a lost camera or stream is reopened this many times (a file: undecodable frames skipped "
+                   "in a row) before the app stops")
+    p.add_argument("--retry-delay", type=non_negative, default=1.0, help="seconds between reconnection attempts")
+    p.add_argument("--max-frames", type=positive_int, help="stop after this many processed frames")
+    p.add_argument("--json", metavar="PATH", help="also write one JSON line per processed frame (label, confidence)")
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _configure_logging() -> None:
+    """Our warnings (a reconnection, a skipped frame) as one line each; the toolchains' own notices only when
+    they are errors."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.ERROR)
+    logging.getLogger("xvit_edge").setLevel(logging.WARNING)
+
+
+def _check_writable(path: str | None) -> None:
+    if path is None:
+        return
+    parent = Path(path).resolve().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise AppError(f"cannot write {path}: folder {parent} does not exist or is not writable")
+
+
+def _open_window(name: str) -> None:
+    """A window to show frames in, or an AppError when this machine has no display or OpenCV no GUI."""
+    cv2 = _cv2()
+    hint = "run with --headless --output annotated.mp4"
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise AppError(f"no display (DISPLAY is not set); {hint}")
+    try:
+        cv2.namedWindow(name, cv2.WINDOW_NORMAL)
+    except cv2.error as e:
+        raise AppError(f"this OpenCV cannot open windows (a headless build?): {hint}") from e
+
+
+class _Writer:
+    """The annotated video, opened on the first frame (its size is known then)."""
+
+    def __init__(self, path: str | None, fps: float) -> None:
+        self.path, self.fps, self._writer, self.frames = path, fps if fps > 0 else 25.0, None, 0
+
+    def write(self, bgr) -> None:
+        if self.path is None:
+            return
+        if self._writer is None:
+            cv2 = _cv2()
+            h, w = bgr.shape[:2]
+            self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not self._writer.isOpened():
+                raise AppError(f"cannot write {self.path}: OpenCV has no mp4v writer for it")
+        self._writer.write(bgr)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+
+
+def _load(args: argparse.Namespace) -> tuple[Recognizer, Smoother]:
+    try:
+        recognizer = Recognizer.load(args.model, args.mode, args.stride, args.threads)
+        return recognizer, Smoother(recognizer.labels, args.smoothing, args.threshold, args.alpha, args.window)
+    except (ModelLoadError, ValueError) as e:
+        raise AppError(str(e)) from e
+
+
+def run_app(args: argparse.Namespace, source: str, *, display: bool, every_frame: bool, output: str | None,
+            title: str) -> int:
+    """Stream `source` through the model; overlay each processed frame, show it and/or write it."""
+    _configure_logging()
+    cv2 = _cv2()
+    log_file = None
+    capture = FrameSource(source, every_frame=every_frame, retries=args.retries, retry_delay=args.retry_delay)
+    writer = _Writer(output, 0.0)
+    processed, last_label, last_stats, code = 0, None, None, 0
+    try:
+        for path in (output, args.json):
+            _check_writable(path)
+        recognizer, smoother = _load(args)
+        if display:
+            _open_window(title)
+        try:
+            capture.start()
+        except CaptureError as e:
+            raise AppError(str(e)) from e
+        writer.fps = capture.fps if capture.fps > 0 else 25.0
+        log_file = open(args.json, "w") if args.json else None  # noqa: SIM115 - closed in finally
+        t = recognizer.num_frames
+        for result in run_stream(recognizer, capture, smoother, LiveStats(), args.max_frames):
+            processed += 1
+            decision, last_stats = result.decision, result.stats
+            draw_overlay(result.frame.bgr, decision, result.stats,
+                         f"warming up {min(recognizer.frames_seen, t)}/{t}")
+            writer.write(result.frame.bgr)
+            if log_file is not None:
+                log_file.write(json.dumps({
+                    "frame": result.frame.index, "predicted": result.prediction is not None,
+                    "label": decision.label if decision else None, "index": decision.index if decision else None,
+                    "confidence": round(decision.confidence, 6) if decision else None}) + "\n")
+            if decision is not None and decision.label != last_label:
+                print(f"frame {result.frame.index}: {decision.label} ({decision.confidence:.0%})", flush=True)
+                last_label = decision.label
+            if display:
+                cv2.imshow(title, result.frame.bgr)
+                if cv2.waitKey(1) & 0xFF in QUIT_KEYS:
+                    break
+    except CaptureError as e:  # lost mid-stream (or a file whose frames never decode)
+        print(f"error: {e}", file=sys.stderr)
+        code = EXIT_LOST if processed else EXIT_USAGE
+    except AppError as e:
+        print(f"error: {e}", file=sys.stderr)
+        code = e.code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    finally:
+        capture.stop()
+        writer.close()
+        if log_file is not None:
+            log_file.close()
+        if display:
+            try:
+                cv2.destroyAllWindows()
+            except cv2.error:
+                pass
+    if last_stats is not None:
+        stats = f"processed {processed} frames: {last_stats.line()}"
+        if capture.end_message:
+            stats += f"; {capture.end_message}"
+        if writer.frames:
+            stats += f"; wrote {writer.frames} annotated frames to {output}"
+        print(stats, flush=True)
+    return code

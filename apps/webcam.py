@@ -1,0 +1,43 @@
+"""`python -m apps.webcam --model ARTIFACT --source 0`: live action recognition with an overlay.
+
+The source is a camera index, a video file or a stream URL. Capture runs on its own thread and inference
+always takes the newest frame (stale frames are dropped and counted), unless --every-frame. A window shows
+each processed frame with the label, its confidence, fps, latency and dropped frames (q or Esc quits);
+--headless --output annotated.mp4 writes the same frames to a file on machines without a display.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .cli import EPILOG, HelpFormatter, add_common_args, run_app
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m apps.webcam", epilog=EPILOG, formatter_class=HelpFormatter,
+                                description="Live action recognition from a camera, a video file or a stream URL, "
+                                "with an overlay.")
+    p.add_argument("--source", default="0",
+                   help="camera index (0, 1, ...), video file, or stream URL (rtsp://, http://, ...)")
+    p.add_argument("--headless", action="store_true", help="no window (for machines without a display)")
+    p.add_argument("--output", metavar="VIDEO",
+                   help="write the annotated frames to this .mp4 (with or without --headless); without "
+                   "--every-frame only the frames that were processed are written")
+    p.add_argument("--every-frame", action="store_true",
+                   help="process every frame, dropping none (meant for files: deterministic output); by default "
+                   "the newest frame is taken and a file is played at its own frame rate, like a camera")
+    add_common_args(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.headless and not args.output and not args.json:
+        print("note: --headless without --output or --json shows only label changes", file=sys.stderr)
+    return run_app(args, args.source, display=not args.headless, every_frame=args.every_frame, output=args.output,
+                   title="xvit_edge")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

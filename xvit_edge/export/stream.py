@@ -1,0 +1,78 @@
+"""Stream mode: exporting the incremental step of a causal model, with its state as explicit tensors.
+
+The artifact's `forward(frame, keys, values, frame_tokens) -> (logits, keys_out, values_out,
+frame_tokens_out)`; a runtime feeds each `*_out` back as the next frame's input of the same name. ONNX
+needs the outputs to be named apart from the inputs, hence the suffix. It is verified the only way that
+catches dropped state: by streaming more frames than the clip holds through the artifact, the state fed
+back each time, against the eager step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ..config import XViTConfig
+from ..model import XViT
+from ..model.streaming import StreamingStep, StreamState
+from .verify import compare
+
+STATE_NAMES = ("keys", "values", "frame_tokens")
+INPUT_NAMES = ("frame", *STATE_NAMES)
+OUTPUT_NAMES = ("logits", *(f"{n}_out" for n in STATE_NAMES))
+# Frames streamed beyond the clip length when verifying, so the rolling window has wrapped around.
+EXTRA_FRAMES = 3
+
+Call = Callable[[Sequence[torch.Tensor]], Sequence[torch.Tensor]]
+
+
+def not_streamable_message(config: XViTConfig) -> str:
+    return (f"stream mode needs a causal mixing model, and config {config.name!r} has attention="
+            f"{config.attention!r}, causal={config.causal}: build and train the streaming variant with "
+            "xvit_edge.config.causal_variant(config), or export this model with mode 'clip'")
+
+
+def example_inputs(config: XViTConfig) -> tuple[torch.Tensor, ...]:
+    """One seeded frame and a fresh (zero) state: the step's export example."""
+    g = torch.Generator().manual_seed(1234)
+    frame = torch.randn(1, config.in_chans, config.img_size, config.img_size, generator=g)
+    return (frame, *StreamState.zeros(config).as_tuple())
+
+
+def sample_streams(config: XViTConfig, count: int, seed: int = 0) -> list[torch.Tensor]:
+    """Seeded streams of T + EXTRA_FRAMES frames, `(1, F, 3, H, W)` each."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (1, config.num_frames + EXTRA_FRAMES, config.in_chans, config.img_size, config.img_size)
+    return [torch.randn(shape, generator=g) for _ in range(count)]
+
+
+def stream_outputs(call: Call, frames: torch.Tensor, config: XViTConfig,
+                   ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Feed `(1, F, 3, H, W)` frames one by one through `call`, the state fed back; the logits after each frame
+    and the final state."""
+    carry: Sequence[torch.Tensor] = StreamState.zeros(config, frames.shape[0]).as_tuple()
+    logits = []
+    for t in range(frames.shape[1]):
+        out, *carry = call([frames[:, t], *carry])
+        logits.append(out)
+    return logits, list(carry)
+
+
+def verify_step(model: XViT, call: Call, samples: int) -> dict:
+    """The artifact `call` and the eager step over the same streams: logits after every frame and the final
+    state compared; `max_abs_diff` is the larger of the two, so lost or corrupted state cannot hide behind
+    small logits."""
+    step = StreamingStep(model).eval()
+    reference, outputs, state_diff = [], [], 0.0
+    with torch.no_grad():
+        for frames in sample_streams(model.config, samples):
+            ref_logits, ref_state = stream_outputs(lambda xs: step(*xs), frames, model.config)
+            out_logits, out_state = stream_outputs(call, frames, model.config)
+            reference += ref_logits
+            outputs += out_logits
+            state_diff = max([state_diff] + [float((a - b).abs().max()) for a, b in zip(ref_state, out_state)])
+    result = compare(reference, outputs)
+    return {**result, "logits_max_abs_diff": result["max_abs_diff"], "state_max_abs_diff": state_diff,
+            "max_abs_diff": max(result["max_abs_diff"], state_diff), "streams": samples,
+            "frames_per_stream": model.config.num_frames + EXTRA_FRAMES}

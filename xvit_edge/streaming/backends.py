@@ -1,0 +1,139 @@
+"""Loading a model for the runtime, whatever form it is stored in, behind one call signature.
+
+- an xvit_edge checkpoint `.pt`: eager PyTorch; offers the whole-clip model, and the incremental step when the
+  model is causal;
+- an ExecuTorch `.pte` or ONNX `.onnx` with the sidecar JSON that export writes beside it: what the sidecar's
+  `mode` says (`clip` or `stream`). The config, labels and preprocessing come from the sidecar, so no shape is
+  hard-coded here.
+
+Each runner is `run(inputs) -> outputs`, lists of tensors in the artifact's order: `[video] -> [logits]` for a
+clip, `[frame, keys, values, frame_tokens] -> [logits, keys, values, frame_tokens]` for a step.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..config import Preprocessing, XViTConfig
+from ..export.sidecar import read_sidecar
+from ..model.streaming import StreamingStep, streamable
+
+log = logging.getLogger(__name__)
+
+Run = Callable[[Sequence[torch.Tensor]], list[torch.Tensor]]
+KINDS = {".pt": "torch", ".pth": "torch", ".pte": "executorch", ".onnx": "onnx"}
+SIDECAR_TARGET = {"executorch": "executorch", "onnx": "onnx"}
+
+
+def default_threads() -> int:
+    """Inference threads for a live stream: every core but one, which the capture thread needs for decoding.
+
+    Seen on a 2-core machine that other jobs were also using (720p h264, xvit_edge_tiny's causal step): with 2
+    torch threads beside the decoding thread the cores were oversubscribed and the stream fell below 1 fps;
+    with 1 it ran at about 20 fps.
+    """
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+class ModelLoadError(ValueError):
+    """A model file the runtime cannot use; the message names the file and what to do."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run: `runners` maps `clip` / `stream` to a runner, for the modes this form offers."""
+
+    path: Path
+    kind: str  # torch, executorch or onnx
+    config: XViTConfig
+    labels: list[str]
+    preprocessing: Preprocessing
+    runners: dict[str, Run] = field(default_factory=dict)
+
+
+def _eager(fn: Callable[..., object]) -> Run:
+    def run(inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        with torch.inference_mode():
+            out = fn(*inputs)
+        return list(out) if isinstance(out, tuple) else [out]
+
+    return run
+
+
+def _load_checkpoint(path: Path) -> LoadedModel:
+    from ..model.weights import CheckpointError, load_checkpoint
+
+    try:
+        model, meta = load_checkpoint(path)
+    except CheckpointError as e:
+        raise ModelLoadError(str(e)) from e
+    runners = {"clip": _eager(model)}
+    if streamable(model.config):
+        runners["stream"] = _eager(StreamingStep(model).eval())
+    return LoadedModel(path, "torch", model.config, meta.labels, meta.preprocessing, runners)
+
+
+def sidecar_path(artifact: Path) -> Path:
+    """Where export puts the sidecar of `name.pte` / `name.onnx`: `name.executorch.json` / `name.onnx.json`."""
+    return artifact.with_name(f"{artifact.stem}.{SIDECAR_TARGET[KINDS[artifact.suffix]]}.json")
+
+
+def _load_artifact(path: Path, threads: int | None) -> LoadedModel:
+    kind = KINDS[path.suffix]
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise ModelLoadError(f"{path}: no sidecar {side.name} beside it; the runtime reads the config, labels and "
+                             "preprocessing from the JSON that python -m xvit_edge.export writes with the artifact")
+    try:
+        meta = read_sidecar(side)
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelLoadError(f"{side}: not a valid sidecar ({e})") from e
+    if meta["target"] != kind:
+        raise ModelLoadError(f"{side}: describes a {meta['target']} artifact, not the {kind} file {path.name}")
+    try:
+        if kind == "executorch":
+            from ..export.executorch import load_pte
+
+            run = load_pte(path, threads)
+        else:
+            from ..export.onnx import load_onnx
+
+            run = load_onnx(path, threads)
+    except ImportError as e:
+        raise ModelLoadError(f"running {path.name} needs the '{e.name}' package: "
+                             "pip install -c constraints.txt 'xvit-edge[export]'") from e
+    except Exception as e:  # noqa: BLE001 - each runtime has its own error types for a corrupt file
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"{path}: the {kind} runtime cannot load it ({first_line})") from e
+    mode = meta.get("mode", "clip")
+    return LoadedModel(path, kind, meta["config"], meta["labels"], meta["preprocessing"], {mode: run})
+
+
+def load_model(path: str | os.PathLike, threads: int | None = None) -> LoadedModel:
+    """Load a checkpoint `.pt`, or a `.pte` / `.onnx` artifact (or its sidecar `.json`); `threads` sizes the
+    runtime's thread pool (torch: the process-wide intra-op setting)."""
+    path = Path(path)
+    if path.suffix == ".json":  # the sidecar itself: the artifact it names sits beside it
+        try:
+            path = path.with_name(read_sidecar(path)["artifact"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ModelLoadError(f"{path}: not a readable sidecar ({e})") from e
+    if path.suffix == ".mlpackage":
+        raise ModelLoadError(f"{path}: Core ML models run only on Apple platforms; use the .pte or .onnx "
+                             "artifact, or the checkpoint, here")
+    if path.suffix not in KINDS:
+        raise ModelLoadError(f"{path}: unknown model type {path.suffix or '(no extension)'!r}; expected a checkpoint "
+                             ".pt, an ExecuTorch .pte or an ONNX .onnx (with its sidecar JSON)")
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such file")
+    if threads is not None and KINDS[path.suffix] == "torch":
+        torch.set_num_threads(threads)
+    loaded = _load_checkpoint(path) if KINDS[path.suffix] == "torch" else _load_artifact(path, threads)
+    log.info("loaded %s (%s; modes %s)", path, loaded.kind, ", ".join(loaded.runners))
+    return loaded
