@@ -26,7 +26,9 @@ def tool_versions() -> dict[str, str]:
 
 
 def build_sidecar(artifact: str, target: str, precision: str, config: XViTConfig, labels: list[str],
-                  preprocessing: Preprocessing, verification: dict[str, Any]) -> dict[str, Any]:
+                  preprocessing: Preprocessing, verification: dict[str, Any],
+                  quantization: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`quantization`: how an int8 artifact was quantized (scheme, mode, which ops run in int8)."""
     t, s = config.num_frames, config.img_size
     return {
         "format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "artifact": artifact, "target": target,
@@ -36,6 +38,7 @@ def build_sidecar(artifact: str, target: str, precision: str, config: XViTConfig
                   "layout": "(batch, frames, RGB channels, height, width), normalised with preprocessing"},
         "output": {"name": "logits", "shape": [1, config.num_classes], "dtype": "float32"},
         "frames": t, "state_shapes": {}, "tools": tool_versions(), "verification": verification,
+        **({"quantization": quantization} if quantization is not None else {}),
     }
 
 
