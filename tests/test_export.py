@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import copy
 import json
 import os
 
@@ -15,8 +16,8 @@ from xvit_edge.export.__main__ import main
 from xvit_edge.export.executorch import run_pte
 from xvit_edge.export.onnx import run_onnx
 from xvit_edge.export.sidecar import read_sidecar
-from xvit_edge.export.verify import sample_inputs
-from xvit_edge.model.weights import save_checkpoint
+from xvit_edge.export.verify import compare, sample_inputs
+from xvit_edge.model.weights import load_checkpoint, save_checkpoint
 
 LABELS = [f"action_{i}" for i in range(10)]
 
@@ -64,6 +65,80 @@ def test_export_verifies_against_eager(model, tmp_path, target, precision):
 
         proto = onnx.load(str(art.path))
         assert json.loads({p.key: p.value for p in proto.metadata_props}["labels"]) == LABELS
+
+
+@pytest.fixture(scope="module")
+def quantized(model, tmp_path_factory):
+    """A PTQ int8 checkpoint of the test model (calibrated on random clips) and its rebuilt int8 model."""
+    from xvit_edge.quantize import load_quantized, quantize_ptq, save_quantized
+
+    m = copy.deepcopy(model)
+    with torch.no_grad():  # logits of a trained model's size, not the ~1e-3 of a fresh classifier
+        m.head.fc2.weight.normal_(0, 1.0)
+    g = torch.Generator().manual_seed(5)
+    q = quantize_ptq(m, [torch.randn(4, 4, 3, 32, 32, generator=g) for _ in range(2)], max_batches=2)
+    path = tmp_path_factory.mktemp("int8") / "ptq.pt"
+    save_quantized(path, q, LABELS, Preprocessing.for_size(32))
+    return path, load_quantized(path)
+
+
+@pytest.mark.parametrize("target", ["executorch", "onnx", "coreml"])
+def test_int8_export_verifies_against_the_converted_model(quantized, tmp_path, target):
+    path, q = quantized
+    float_model, meta = load_checkpoint(path)
+    art = export(float_model, LABELS, meta.preprocessing, target, tmp_path, "int8", samples=4, quantized=q)
+    sidecar = read_sidecar(art.sidecar)
+    assert sidecar["precision"] == "int8" and sidecar["labels"] == LABELS and art.path.name.startswith("xvit_test_int8")
+    if target == "coreml":  # weight-only int8 of the float weights; Core ML cannot run here
+        spec = art.report["coreml"]
+        assert "INT8" in spec["weight_dtypes"] and spec["int8_weights"]["linear"][0] == spec["int8_weights"]["linear"][1]
+        assert spec["int8_weights"]["conv"] == [1, 1] and spec["labels"] == LABELS
+        assert "weight-only" in sidecar["quantization"]["scheme"] and "ptq" in sidecar["quantization"]["weights_from"]
+        assert "not run" in sidecar["verification"]["parity"]["numeric"]
+        return
+    assert sidecar["quantization"]["mode"] == "ptq" and "linear" in sidecar["quantization"]["ops"]["int8"]
+    assert "softmax" in sidecar["quantization"]["ops"]["float"]
+    parity = sidecar["verification"]["parity"]
+    assert parity["sqnr_db"] >= 30 and parity["top1_agreement"] >= 0.99 and parity["samples"] == 4
+    # Re-run the artifact on fresh clips, independently of the exporter's own check.
+    inputs = sample_inputs(q.config, 4, seed=7)
+    run = run_pte if target == "executorch" else run_onnx
+    with torch.no_grad():
+        again = compare([q.converted(x) for x in inputs], [y[0] for y in run(art.path, [(x,) for x in inputs])])
+    assert again["sqnr_db"] >= 30 and again["top1_agreement"] >= 0.99, again
+    if target == "executorch":
+        d = art.report["delegation"]
+        for op in ("aten_linear_default", "aten_convolution_default", "aten_bmm_default"):
+            assert d["ops"][op]["delegated"] > 0 and d["ops"][op]["not_delegated"] == 0
+        quant_ops = {k: v for k, v in d["ops"].items() if k.startswith("quantized_decomposed_")}
+        assert quant_ops and all(v["not_delegated"] == 0 for v in quant_ops.values())
+    else:
+        import onnx
+
+        proto = onnx.load(str(art.path))
+        kinds = {n.op_type for n in proto.graph.node}
+        assert {"QuantizeLinear", "DequantizeLinear"} <= kinds
+        assert any(i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2 for i in proto.graph.initializer)
+        meta_props = {p.key: p.value for p in proto.metadata_props}
+        assert json.loads(meta_props["quantization"])["mode"] == "ptq" and art.report["onnx"]["checker"] == "passed"
+
+
+def test_cli_int8(model, quantized, tmp_path, capsys):
+    plain = tmp_path / "plain.pt"
+    save_checkpoint(plain, model, LABELS)
+    assert main(["--target", "executorch", "--checkpoint", str(plain), "--precision", "int8",
+                 "--out", str(tmp_path / "o1")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "python -m xvit_edge.quantize" in err and len(err.splitlines()) == 1
+    # Core ML int8 is weight-only, which any checkpoint allows.
+    assert main(["--target", "coreml", "--checkpoint", str(plain), "--precision", "int8", "--out",
+                 str(tmp_path / "o2"), "--samples", "1"]) == 0
+    assert "weight-only int8" in capsys.readouterr().out
+    assert main(["--target", "onnx", "--checkpoint", str(quantized[0]), "--precision", "int8", "--out",
+                 str(tmp_path / "o3"), "--samples", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "onnx:" in out and "(int8)" in out and "SQNR" in out
+    assert sorted(p.name for p in (tmp_path / "o3").iterdir()) == ["xvit_test_int8.onnx", "xvit_test_int8.onnx.json"]
 
 
 def test_cli_exports_all_targets(model, tmp_path, capsys):

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -22,6 +23,9 @@ from ..model.streaming import StreamingStep, StreamState, streamable
 from . import stream
 from .sidecar import build_sidecar, write_sidecar
 from .verify import compare, sample_inputs
+
+if TYPE_CHECKING:
+    from ..quantize.checkpoint import QuantizedCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -56,25 +60,36 @@ def _require(target: str) -> None:
 
 def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target: str, out_dir: str | os.PathLike,
            precision: str = "fp32", verify: bool = True, samples: int = 4, name: str | None = None,
-           mode: str = "clip") -> Artifact:
+           mode: str = "clip", quantized: QuantizedCheckpoint | None = None) -> Artifact:
     """Write one artifact and its sidecar into `out_dir`; verified against `model` unless `verify=False`.
 
     `mode="stream"` exports the incremental step of a causal model (`samples` streams of T + 3 frames verify
     it); `mode="clip"` the whole-clip model (`samples` clips).
+
+    int8: `quantized` is `xvit_edge.quantize.load_quantized(checkpoint)`; ExecuTorch and ONNX export its
+    converted graph and are verified against it; Core ML quantizes `model`'s weights (weight-only). See `int8`.
 
     Everything is built in a temporary folder and moved into place only once it has verified, so a
     failure leaves nothing partial behind.
     """
     if target not in TARGETS:
         raise ExportError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
-    if precision not in ("fp32", "fp16"):
-        raise ExportError(f"precision {precision!r} is not available; use fp32, or fp16 for Core ML")
+    if precision not in ("fp32", "fp16", "int8"):
+        raise ExportError(f"precision {precision!r} is not available; use fp32, int8, or fp16 for Core ML")
     if precision == "fp16" and target != "coreml":
-        raise ExportError("fp16 is a Core ML compute precision; ExecuTorch and ONNX export fp32")
+        raise ExportError("fp16 is a Core ML compute precision; ExecuTorch and ONNX export fp32 or int8")
     if mode not in MODES:
         raise ExportError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    if mode == "stream" and precision == "int8":
+        raise ExportError("int8 is exported for --mode clip only: the quantized graph is the whole-clip model; "
+                          "stream with the fp32 step, or the int8 clip model in clip mode")
     _require(target)
     model = model.eval()
+    subject = model  # what is exported and what the artifact must reproduce
+    if precision == "int8":
+        from .int8 import int8_subject
+
+        subject = int8_subject(target, model, quantized)
     cfg = model.config
     if mode == "stream" and not streamable(cfg):
         raise ExportError(stream.not_streamable_message(cfg))
@@ -91,11 +106,11 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
             module, example = StreamingStep(model).eval(), stream.example_inputs(cfg)
             input_names, output_names = list(stream.INPUT_NAMES), list(stream.OUTPUT_NAMES)
         else:
-            module, example = model, (sample_inputs(cfg, 1, seed=1234)[0],)
+            module, example = subject, (sample_inputs(cfg, 1, seed=1234)[0],)
             input_names, output_names = ["video"], ["logits"]
             inputs = sample_inputs(cfg, samples)
             with torch.no_grad():
-                reference = [model(x) for x in inputs]
+                reference = [subject(x) for x in inputs]
         path = staging / filename
         meta = {"labels": json.dumps(list(labels)),
                 "preprocessing": json.dumps(preprocessing.to_dict()),
@@ -103,6 +118,12 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
                 "description": f"X-ViT video classifier ({cfg.name}, {cfg.num_frames} frames, "
                                f"{cfg.img_size} px, {cfg.num_classes} classes"
                                + (", one frame per call, state in and out)" if mode == "stream" else ")")}
+        quantization = None
+        if precision == "int8":
+            from .int8 import quantization_record
+
+            quantization = quantization_record(target, quantized)
+            meta["quantization"] = json.dumps(quantization)
         report: dict = {}
         with torch.no_grad():
             if target == "executorch":
@@ -111,12 +132,19 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
                 report["delegation"] = export_pte(module, example, path)
                 if report["delegation"]["heavy_ops_not_delegated"]:
                     raise ExportError(f"heavy ops left outside XNNPACK: {report['delegation']['heavy_ops_not_delegated']}")
+                if precision == "int8":
+                    from .int8 import quant_ops_not_delegated
+
+                    if quant_ops_not_delegated(report["delegation"]):
+                        raise ExportError("quantize/dequantize ops left outside XNNPACK: "
+                                          f"{quant_ops_not_delegated(report['delegation'])}")
                 run, load = run_pte, load_pte
             elif target == "onnx":
                 from .onnx import export_onnx, load_onnx, run_onnx
 
                 report["onnx"] = export_onnx(module, example, path,
-                                             {k: meta[k] for k in ("labels", "preprocessing", "xvit_config", "mode")},
+                                             {k: meta[k] for k in ("labels", "preprocessing", "xvit_config", "mode", "quantization")
+                                              if k in meta},
                                              input_names, output_names)
                 run, load = run_onnx, load_onnx
             else:
@@ -130,8 +158,16 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
             if mode == "stream":
                 report["parity"] = stream.verify_step(model, load(path), samples)
             else:
-                report["parity"] = compare(reference, [out[0] for out in run(path, [(x,) for x in inputs])])
-            if report["parity"]["max_abs_diff"] > FP32_ATOL:
+                outputs = [out[0] for out in run(path, [(x,) for x in inputs])]
+                report["parity"] = compare(reference, outputs)
+            if precision == "int8":
+                from .int8 import check_int8_parity
+
+                report["parity"]["reference"] = "the converted int8 model (PyTorch)"
+                with torch.no_grad():  # for information: how far int8 is from the float model
+                    report["int8_vs_fp32"] = compare([model(x) for x in inputs], outputs)
+                check_int8_parity(target, report["parity"])
+            elif report["parity"]["max_abs_diff"] > FP32_ATOL:
                 raise ExportError(f"{target} artifact disagrees with the eager model: max abs diff "
                                   f"{report['parity']['max_abs_diff']:.3g} > {FP32_ATOL}")
         elif verify:
@@ -140,7 +176,8 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
         else:
             report["parity"] = {"numeric": "skipped (--no-verify)"}
         sidecar = staging / (name + f".{target}.json")
-        write_sidecar(sidecar, build_sidecar(filename, target, precision, cfg, labels, preprocessing, report, mode))
+        write_sidecar(sidecar, build_sidecar(filename, target, precision, cfg, labels, preprocessing, report, mode,
+                                             quantization))
         final, final_sidecar = out / filename, out / sidecar.name
         for src, dst in ((path, final), (sidecar, final_sidecar)):
             if dst.is_dir():
@@ -172,8 +209,13 @@ def _check_coreml(spec: dict, cfg, labels: list[str], precision: str, mode: str 
         problems.append(f"outputs are {spec['outputs']}, expected {list(outputs)}")
     if (outputs is None and "classify" not in spec["op_counts"]) or "linear" not in spec["op_counts"]:
         problems.append(f"unexpected program: ops {sorted(spec['op_counts'])}")
-    dtype = "FLOAT16" if precision == "fp16" else "FLOAT32"
-    if set(spec["weight_dtypes"]) != {dtype}:
-        problems.append(f"weights are {spec['weight_dtypes']}, expected all {dtype}")
+    if precision == "int8":  # weight-only: every linear/conv weight int8 (small ones may stay fp16)
+        short = {op: n for op, n in spec["int8_weights"].items() if n[0] != n[1]}
+        if "INT8" not in spec["weight_dtypes"] or short:
+            problems.append(f"weights are {spec['weight_dtypes']}; int8 linear/conv weights (int8, all): {short}")
+    else:
+        dtype = "FLOAT16" if precision == "fp16" else "FLOAT32"
+        if set(spec["weight_dtypes"]) != {dtype}:
+            problems.append(f"weights are {spec['weight_dtypes']}, expected all {dtype}")
     if problems:
         raise ExportError("Core ML spec check failed: " + "; ".join(problems))

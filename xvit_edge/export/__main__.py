@@ -8,6 +8,7 @@ import logging
 import sys
 
 from ..model.weights import CheckpointError, load_checkpoint
+from ..quantize.checkpoint import is_quantized, load_quantized
 from . import MODES, TARGETS, ExportError, export
 
 
@@ -20,9 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", required=True, choices=[*TARGETS, "all"], help="what to export; 'all' for the three")
     p.add_argument("--checkpoint", required=True,
                    help="an xvit_edge checkpoint (from python -m xvit_edge.train); its config rebuilds the model")
-    p.add_argument("--precision", choices=["fp32", "fp16"],
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"],
                    help="default: fp16 for coreml (its compute precision), fp32 for executorch and onnx; "
-                   "fp16 applies to coreml only")
+                   "fp16 applies to coreml only; int8 needs a quantized checkpoint (python -m xvit_edge.quantize) "
+                   "for executorch and onnx, and is weight-only int8 for coreml")
     p.add_argument("--mode", choices=MODES, default="clip",
                    help="clip: the whole-clip classifier (T frames in, logits out); stream: the incremental step of a "
                    "causal model (one frame and the state in, logits and the new state out), for the streaming runtime")
@@ -38,16 +40,22 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         model, meta = load_checkpoint(args.checkpoint)
+        quantized = load_quantized(args.checkpoint) if args.precision == "int8" and is_quantized(meta.extra) else None
         targets = TARGETS if args.target == "all" else (args.target,)
         for target in targets:
-            precision = (args.precision or "fp16") if target == "coreml" else "fp32"
+            precision = "int8" if args.precision == "int8" else (args.precision or "fp16") if target == "coreml" \
+                else "fp32"
             art = export(model, meta.labels, meta.preprocessing, target, args.out, precision,
-                         verify=not args.no_verify, samples=args.samples, mode=args.mode)
+                         verify=not args.no_verify, samples=args.samples, mode=args.mode,
+                         quantized=quantized)
             parity = art.report["parity"]
             detail = (f"max abs diff {parity['max_abs_diff']:.2e} over "
                       + (f"{parity['streams']} streams of {parity['frames_per_stream']} frames" if "streams" in parity
                          else f"{parity['samples']} clips")
                       if "max_abs_diff" in parity else parity["numeric"])
+            if precision == "int8" and "sqnr_db" in parity:
+                detail = (f"vs the converted int8 model: SQNR {parity['sqnr_db']:.1f} dB, top-1 agreement "
+                          f"{100 * parity['top1_agreement']:.0f}% over {parity['samples']} clips")
             extra = ""
             if target == "executorch":
                 d = art.report["delegation"]
@@ -55,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             if target == "coreml":
                 c = art.report["coreml"]
                 extra = f"; spec checked (inputs {c['inputs']}, weights {c['weight_dtypes']}, {len(c['labels'])} labels)"
+                if precision == "int8":
+                    extra += "; weight-only int8"
             print(f"{target}: {art.path} ({precision}); {detail}{extra}")
     except (ExportError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -33,17 +33,29 @@ def export_mlpackage(model: torch.nn.Module, example: torch.Tensor | tuple[torch
         outputs=[ct.TensorType(name=n) for n in output_names] if output_names else None,
         classifier_config=None if output_names else ct.ClassifierConfig(list(labels)),
         minimum_deployment_target=ct.target.iOS17,
-        compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+        compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
     )
+    if precision == "int8":  # weight-only: int8 weights dequantized on load, fp16 compute
+        mlmodel = quantize_weights(mlmodel)
     mlmodel.author = "xvit_edge"
     mlmodel.license = metadata.get("license", "see the model's training data and weights")
     mlmodel.short_description = metadata["description"]
     if "video" in input_names:
         mlmodel.input_description["video"] = "(1, frames, 3, H, W) RGB frames, normalised as in 'preprocessing'"
-    for key in ("labels", "preprocessing", "xvit_config"):
-        mlmodel.user_defined_metadata[key] = metadata[key]
+    for key in ("labels", "preprocessing", "xvit_config", "quantization"):
+        if key in metadata:
+            mlmodel.user_defined_metadata[key] = metadata[key]
     mlmodel.save(str(path))
     return inspect_mlpackage(path)
+
+
+def quantize_weights(mlmodel):
+    """Per-channel symmetric int8 weights (every weight of 256 elements or more), activations untouched."""
+    import coremltools.optimize.coreml as cto
+
+    op_config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
+                                            weight_threshold=256)
+    return cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=op_config))
 
 
 def inspect_mlpackage(path: Path) -> dict:
@@ -55,21 +67,33 @@ def inspect_mlpackage(path: Path) -> dict:
     main = spec.mlProgram.functions["main"]
     ops: Counter = Counter()
     weight_dtypes: Counter = Counter()
+    int8_values: set[str] = set()  # outputs of ops that dequantize int8 weights at load time
+    weight_inputs: dict[str, list[str]] = {}  # linear/conv op type -> the names of their weights
     for op in main.block_specializations[main.opset].operations:
         ops[op.type] += 1
-        if op.type == "const" and op.attributes["val"].type.HasField("tensorType"):
-            tensor = op.attributes["val"].type.tensorType
-            size = 1
-            for d in tensor.dimensions:
-                size *= d.constant.size
-            if size >= 256:  # weights, not shape constants
-                weight_dtypes[MIL_pb2.DataType.Name(tensor.dataType)] += 1
+        # Plain weights are `const` ops (`val`); quantized ones are `constexpr_*` ops holding int8 data.
+        attrs = ("val",) if op.type == "const" else ("quantized_data", "data") if op.type.startswith("constexpr_") \
+            else ()
+        for attr in attrs:
+            if attr in op.attributes and op.attributes[attr].type.HasField("tensorType"):
+                tensor = op.attributes[attr].type.tensorType
+                size = 1
+                for d in tensor.dimensions:
+                    size *= d.constant.size
+                if size >= 256:  # weights, not shape constants
+                    dtype = MIL_pb2.DataType.Name(tensor.dataType)
+                    weight_dtypes[dtype] += 1
+                    if dtype == "INT8":
+                        int8_values.update(o.name for o in op.outputs)
+        if op.type in ("linear", "conv") and "weight" in op.inputs:
+            weight_inputs.setdefault(op.type, []).extend(a.name for a in op.inputs["weight"].arguments)
     meta = dict(spec.description.metadata.userDefined)
     return {
         "spec_version": spec.specificationVersion, "opset": main.opset,
         "inputs": {i.name: list(i.type.multiArrayType.shape) for i in spec.description.input},
         "outputs": [o.name for o in spec.description.output],
         "op_counts": dict(sorted(ops.items())), "weight_dtypes": dict(weight_dtypes),
+        "int8_weights": {op: [sum(n in int8_values for n in names), len(names)] for op, names in weight_inputs.items()},
         "labels": json.loads(meta.get("labels", "[]")),
         "classifier_output": spec.description.predictedFeatureName,
         "numeric_parity": "not run: Core ML runs only on Apple platforms" if platform.system() != "Darwin"

@@ -26,7 +26,9 @@ def tool_versions() -> dict[str, str]:
 
 
 def build_sidecar(artifact: str, target: str, precision: str, config: XViTConfig, labels: list[str],
-                  preprocessing: Preprocessing, verification: dict[str, Any], mode: str = "clip") -> dict[str, Any]:
+                  preprocessing: Preprocessing, verification: dict[str, Any], mode: str = "clip",
+                  quantization: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`quantization`: how an int8 artifact was quantized (scheme, mode, which ops run in int8)."""
     t, s = config.num_frames, config.img_size
     io: dict[str, Any] = {
         "input": {"name": "video", "shape": [1, t, config.in_chans, s, s], "dtype": "float32",
@@ -49,6 +51,7 @@ def build_sidecar(artifact: str, target: str, precision: str, config: XViTConfig
         "precision": precision, "mode": mode, "config": config.to_dict(), "labels": list(labels),
         "preprocessing": preprocessing.to_dict(), **io, "frames": t, "tools": tool_versions(),
         "verification": verification,
+        **({"quantization": quantization} if quantization is not None else {}),
     }
 
 

@@ -109,6 +109,18 @@ def make_loader(dataset: torch.utils.data.Dataset, cfg: TrainConfig, info: distr
                       persistent_workers=False, drop_last=False)
 
 
+def clip_dataset(cfg: TrainConfig, samples: list[tuple[str, int]], labels: list[str], frames: int,
+                 pre: Preprocessing, train: bool) -> torch.utils.data.Dataset:
+    """The clip dataset of `samples` with the run's frame sampling; `train` adds the random frame draws and
+    crop of training, otherwise clips are centre views (validation, calibration)."""
+    from ..data.datasets import VideoClipDataset
+
+    if train:
+        return VideoClipDataset(samples, labels, frames, pre, train=True, sampling=cfg.sampling, stride=cfg.stride,
+                                scale_min=cfg.scale_min, flip=cfg.flip, seed=cfg.seed)
+    return VideoClipDataset(samples, labels, frames, pre, train=False, sampling=cfg.sampling, stride=cfg.stride)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, info: distributed.DistInfo) -> dict[str, float]:
     """Top-1 accuracy and mean loss over the loader (summed over ranks); multi-view clips are averaged."""
@@ -142,7 +154,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     """Run training on this process (one of `torchrun`'s, or alone); checkpoints are written by rank 0."""
     from tqdm import tqdm
 
-    from ..data.datasets import VideoClipDataset, load_samples
+    from ..data.datasets import load_samples
 
     info = distributed.setup(cfg.device)
     try:
@@ -158,13 +170,11 @@ def train(cfg: TrainConfig) -> TrainResult:
             labels, pre = meta.labels, meta.preprocessing
             state = meta.extra["train_state"]
         frames = model.config.num_frames
-        train_set = VideoClipDataset(train_samples, labels, frames, pre, train=True, sampling=cfg.sampling,
-                                     stride=cfg.stride, scale_min=cfg.scale_min, flip=cfg.flip, seed=cfg.seed)
+        train_set = clip_dataset(cfg, train_samples, labels, frames, pre, train=True)
         val_set = None
         if cfg.val_data:
             val_samples, _ = load_samples(cfg.val_data, labels=labels)
-            val_set = VideoClipDataset(val_samples, labels, frames, pre, train=False, sampling=cfg.sampling,
-                                       stride=cfg.stride)
+            val_set = clip_dataset(cfg, val_samples, labels, frames, pre, train=False)
         model.to(info.device)
         ddp = nn.parallel.DistributedDataParallel(model) if info.enabled else model
         optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))

@@ -1,0 +1,46 @@
+"""Post-training quantization: observe activation ranges on a few batches, nothing trained."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import torch
+
+from ..model import XViT
+from .convert import QuantizedModel, convert
+from .guard import ObserverGuard
+from .scheme import prepare
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def calibrate(prepared: torch.fx.GraphModule, batches: Iterable[torch.Tensor | None], max_batches: int,
+              guard: ObserverGuard | None = None) -> int:
+    """Run up to `max_batches` good batches of clips through the observers; returns how many were used.
+    Bad batches (see `ObserverGuard`) are skipped and do not count; None stands for a batch of unreadable
+    files. Raises ValueError when no batch was usable."""
+    guard = guard or ObserverGuard(prepared)
+    used = 0
+    for i, clips in enumerate(batches):
+        if used >= max_batches:
+            break
+        if clips is None:
+            continue
+        if guard.run(clips, prepared, where=f"calibration batch {i}") is not None:
+            used += 1
+    if not used:
+        raise ValueError(f"no usable calibration batch ({len(guard.skipped)} skipped); the ranges would be empty")
+    log.info("calibrated on %d batches (%d skipped)", used, len(guard.skipped))
+    return used
+
+
+def quantize_ptq(model: XViT, batches: Iterable[torch.Tensor | None], max_batches: int = 8) -> QuantizedModel:
+    """PTQ of `model` on batches of clips `(B, T, 3, H, W)`: prepare, calibrate, convert."""
+    prepared = prepare(model, "ptq")
+    guard = ObserverGuard(prepared)
+    calibrate(prepared, batches, max_batches, guard)
+    result = convert(prepared, model, "ptq")
+    result.skipped = list(guard.skipped)
+    return result

@@ -1,0 +1,135 @@
+"""The quantization scheme: the XNNPACK quantizer's settings for QAT and PTQ, and the one way a model is
+captured and prepared, so that a checkpoint rebuilds exactly the graph its observer state belongs to.
+
+Both modes quantize the same ops the same way (int8 symmetric per-channel weights, int8 per-tensor affine
+activations); they differ only in how ranges are found:
+
+- QAT: non-fused `FakeQuantize` modules. The weight one wraps `MovingAveragePerChannelMinMaxObserver`
+  (eps 2**-12). The quantizer's default QAT weight fake-quant (fused, per-channel) has been seen to turn its
+  observers NaN, and it computes scales differently from `convert_pt2e`, so the trained and converted models
+  drift apart; the non-fused one trains cleanly and converts to what it simulated.
+- PTQ: `HistogramObserver` for activations and `PerChannelMinMaxObserver` for weights (the quantizer's own
+  static int8 defaults).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..model import XViT
+
+log = logging.getLogger(__name__)
+
+MODES = ("qat", "ptq")
+SCHEME_FORMAT = "xvit_edge.quantization"
+SCHEME_VERSION = 1
+EPS = 2**-12  # smallest scale: keeps an all-zero channel (e.g. a zero-initialised projection) quantizable
+# Captured with a symbolic batch axis so that training, calibration and evaluation batches of any size run
+# through the same graph; export re-captures the converted model at batch 1.
+MAX_BATCH = 4096
+
+
+def quantizer_settings(mode: str) -> dict[str, Any]:
+    """What `build_quantizer(mode)` builds, as plain data: stored in every quantized checkpoint and checked
+    again when it is loaded."""
+    _check_mode(mode)
+    qat = mode == "qat"
+    return {
+        "quantizer": "executorch.backends.xnnpack.quantizer.xnnpack_quantizer.XNNPACKQuantizer",
+        "weight": {"dtype": "int8", "qscheme": "per_channel_symmetric", "ch_axis": 0, "quant_min": -127,
+                   "quant_max": 127, "fake_quant": "FakeQuantize" if qat else None,
+                   "observer": "MovingAveragePerChannelMinMaxObserver" if qat else "PerChannelMinMaxObserver"},
+        "activation": {"dtype": "int8", "qscheme": "per_tensor_affine", "quant_min": -128, "quant_max": 127,
+                       "fake_quant": "FakeQuantize" if qat else None,
+                       "observer": "MovingAverageMinMaxObserver" if qat else "HistogramObserver"},
+        "bias": "float (folded into the int8 kernels by the runtime)",
+        "eps": EPS,
+        "capture": {"api": "torch.export.export", "model_mode": "eval", "dynamic_batch": [1, MAX_BATCH]},
+    }
+
+
+def build_quantizer(mode: str):
+    """The XNNPACK quantizer with our int8 config for `mode` ("qat" or "ptq")."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+    from torchao.quantization.pt2e import (
+        FakeQuantize,
+        HistogramObserver,
+        MovingAverageMinMaxObserver,
+        MovingAveragePerChannelMinMaxObserver,
+        PerChannelMinMaxObserver,
+    )
+    from torchao.quantization.pt2e.quantizer import QuantizationConfig, QuantizationSpec
+
+    _check_mode(mode)
+    qat = mode == "qat"
+    if qat:
+        act_ctr = FakeQuantize.with_args(observer=MovingAverageMinMaxObserver, eps=EPS)
+        weight_ctr = FakeQuantize.with_args(observer=MovingAveragePerChannelMinMaxObserver, eps=EPS)
+    else:
+        act_ctr = HistogramObserver.with_args(eps=EPS)
+        weight_ctr = PerChannelMinMaxObserver.with_args(eps=EPS)
+    act = QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine,
+                           observer_or_fake_quant_ctr=act_ctr)
+    weight = QuantizationSpec(dtype=torch.int8, quant_min=-127, quant_max=127, qscheme=torch.per_channel_symmetric,
+                              ch_axis=0, observer_or_fake_quant_ctr=weight_ctr)
+    return XNNPACKQuantizer().set_global(QuantizationConfig(act, act, weight, None, is_qat=qat))
+
+
+def capture(model: XViT) -> torch.fx.GraphModule:
+    """`torch.export` of the model in eval mode with a symbolic batch axis.
+
+    Eval mode: stochastic depth is a Python branch that export freezes into the graph, and torchao's rewrite
+    of a captured graph's dropout nodes to training mode was seen to give every dropout the same rate; so the
+    graph stays in eval mode for good (QAT fine-tunes without dropout and stochastic depth) and serves
+    training, conversion and export alike. The graph gets
+    its own copy of the weights: exported graphs share parameter tensors with the module they came from, and
+    fine-tuning must leave the float model untouched.
+    """
+    model = copy.deepcopy(model)
+    cfg = model.config
+    example = torch.randn(2, cfg.num_frames, cfg.in_chans, cfg.img_size, cfg.img_size,
+                          generator=torch.Generator().manual_seed(0))
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    with torch.no_grad():
+        program = torch.export.export(model.eval(), (example,), dynamic_shapes=({0: batch},))
+    return program.module()
+
+
+def prepare(model: XViT, mode: str) -> torch.fx.GraphModule:
+    """Capture `model` and insert fake-quant modules (QAT) or observers (PTQ). The result is an exported
+    graph: it has no train/eval modes (`.train()` and `.eval()` raise; see `capture`)."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
+
+    graph = capture(model)
+    fn = prepare_qat_pt2e if mode == "qat" else prepare_pt2e
+    prepared = fn(graph, build_quantizer(mode))
+    log.info("%s: %d %s inserted", mode.upper(), len(quant_modules(prepared)),
+             "fake-quant modules" if mode == "qat" else "observers")
+    return prepared
+
+
+def quant_modules(prepared: nn.Module) -> dict[str, nn.Module]:
+    """The top-level observers and fake-quant modules of a prepared graph, by name (a fake-quant module's
+    inner observer belongs to it and is not listed separately)."""
+    from torchao.quantization.pt2e import FakeQuantizeBase, ObserverBase
+
+    return {name: m for name, m in prepared.named_children() if isinstance(m, (FakeQuantizeBase, ObserverBase))}
+
+
+def float_state(prepared: nn.Module, model: XViT) -> dict[str, torch.Tensor]:
+    """The prepared graph's float weights under the model's own names (export keeps them)."""
+    state = prepared.state_dict()
+    missing = [k for k in model.state_dict() if k not in state]
+    if missing:
+        raise RuntimeError(f"the prepared graph lost the model's parameter names, e.g. {missing[:3]}")
+    return {k: state[k].detach().clone() for k in model.state_dict()}
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"quantization mode must be one of {MODES}, got {mode!r}")
