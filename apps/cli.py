@@ -70,9 +70,10 @@ def non_negative(text: str) -> float:
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
     """Model, mode, smoothing, retries and output flags, shared by every app."""
-    p.add_argument("--model", required=True, metavar="ARTIFACT",
+    p.add_argument("--model", metavar="ARTIFACT",
                    help="the model: an ExecuTorch .pte or ONNX .onnx from python -m xvit_edge.export (its sidecar "
-                   "JSON beside it, or the sidecar's path), or an xvit_edge checkpoint .pt (run with PyTorch)")
+                   "JSON beside it, or the sidecar's path), or an xvit_edge checkpoint .pt (run with PyTorch). "
+                   "Default: the causal xvit_edge_tiny checkpoint shipped with the package (synthetic classes)")
     p.add_argument("--mode", choices=MODES,
                    help="clip: run the whole-clip model over the last T frames every --stride frames; incremental: "
                    "encode each new frame once and carry the state (a stream-mode export, or a causal checkpoint). "
@@ -156,9 +157,11 @@ class _Writer:
 
 def _load(args: argparse.Namespace) -> tuple[Recognizer, Smoother]:
     try:
-        recognizer = Recognizer.load(args.model, args.mode, args.stride, args.threads)
+        from xvit_edge.assets import default_checkpoint
+
+        recognizer = Recognizer.load(args.model or default_checkpoint(), args.mode, args.stride, args.threads)
         return recognizer, Smoother(recognizer.labels, args.smoothing, args.threshold, args.alpha, args.window)
-    except (ModelLoadError, ValueError) as e:
+    except (ModelLoadError, ValueError, FileNotFoundError) as e:
         raise AppError(str(e)) from e
 
 

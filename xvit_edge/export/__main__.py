@@ -1,5 +1,5 @@
-"""`python -m xvit_edge.export --target {executorch,coreml,onnx,all} --checkpoint CKPT [--precision ...]
-[--mode clip|stream]`."""
+"""`python -m xvit_edge.export --target {executorch,coreml,onnx,all} [--checkpoint CKPT] [--precision ...]
+[--mode clip|stream]`. Without `--checkpoint`, the checkpoint shipped with the package (see `xvit_edge.assets`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import logging
 import sys
 
+from ..assets import default_checkpoint
 from ..model.weights import CheckpointError, load_checkpoint
 from ..quantize.checkpoint import is_quantized, load_quantized
 from . import MODES, TARGETS, ExportError, export
@@ -19,8 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
         "write a sidecar JSON beside each artifact, and verify it against the eager model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--target", required=True, choices=[*TARGETS, "all"], help="what to export; 'all' for the three")
-    p.add_argument("--checkpoint", required=True,
-                   help="an xvit_edge checkpoint (from python -m xvit_edge.train); its config rebuilds the model")
+    p.add_argument("--checkpoint",
+                   help="an xvit_edge checkpoint (from python -m xvit_edge.train or xvit_edge.quantize); its config "
+                   "rebuilds the model. Default: the small causal xvit_edge_tiny shipped with the package, trained on "
+                   "the synthetic temporal benchmark")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"],
                    help="default: fp16 for coreml (its compute precision), fp32 for executorch and onnx; "
                    "fp16 applies to coreml only; int8 needs a quantized checkpoint (python -m xvit_edge.quantize) "
@@ -39,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        model, meta = load_checkpoint(args.checkpoint)
-        quantized = load_quantized(args.checkpoint) if args.precision == "int8" and is_quantized(meta.extra) else None
+        checkpoint = args.checkpoint or default_checkpoint()
+        model, meta = load_checkpoint(checkpoint)
+        quantized = load_quantized(checkpoint) if args.precision == "int8" and is_quantized(meta.extra) else None
         targets = TARGETS if args.target == "all" else (args.target,)
         for target in targets:
             precision = "int8" if args.precision == "int8" else (args.precision or "fp16") if target == "coreml" \
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                 if precision == "int8":
                     extra += "; weight-only int8"
             print(f"{target}: {art.path} ({precision}); {detail}{extra}")
-    except (ExportError, CheckpointError, ValueError) as e:
+    except (ExportError, CheckpointError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

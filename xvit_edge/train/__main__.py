@@ -8,6 +8,7 @@ import logging
 import sys
 
 from ..config import PRESETS
+from ..model.init import SCRATCH_INITS
 from .loop import TrainConfig, train
 
 
@@ -41,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override an XViTConfig field, e.g. --set attention=space_only --set num_frames=16")
     p.add_argument("--init", help="start from weights: an xvit_edge checkpoint, a timm ViT/DeiT image checkpoint, "
                    "or an official X-ViT checkpoint (format detected); default: from scratch")
+    p.add_argument("--scratch-init", choices=SCRATCH_INITS, default=d.scratch_init,
+                   help="initialisation when training from scratch (no --init): 'mimetic' starts W_q, W_k near the "
+                   "identity with a sine-cosine position embedding, so attention starts local and motion is learned "
+                   "quickly (xvit_edge/model/init.py); 'timm' is ViT's usual N(0, 0.02)")
     p.add_argument("--resume", help="continue an interrupted run from its last.pt (model, optimizer, epoch)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="clips per step and per process")
@@ -74,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = TrainConfig(
         train_data=args.train_data, val_data=args.val_data, out=args.out, preset=args.preset,
-        model_overrides=parse_overrides(args.overrides), init=args.init, resume=args.resume, epochs=args.epochs,
+        model_overrides=parse_overrides(args.overrides), init=args.init, scratch_init=args.scratch_init, resume=args.resume, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr, weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, grad_clip=args.grad_clip,
         sampling=args.sampling, stride=args.stride, scale_min=args.scale_min, flip=args.flip,

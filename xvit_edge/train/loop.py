@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ..config import Preprocessing, get_config
 from ..model import XViT
+from ..model.init import SCRATCH_INITS, mimetic_init_
 from ..model.weights import load_checkpoint, load_pretrained, save_checkpoint
 from . import distributed
 
@@ -39,6 +40,7 @@ class TrainConfig:
     preset: str = "xvit_edge_tiny"
     model_overrides: dict[str, Any] = field(default_factory=dict)
     init: str | None = None  # timm / official / our checkpoint to start from; None: from scratch
+    scratch_init: str = "mimetic"  # from scratch: "mimetic" (attention starts local, see model/init.py) or "timm"
     resume: str | None = None
     epochs: int = 30
     batch_size: int = 8
@@ -88,12 +90,17 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> tuple[XViT, Preprocessing]:
-    """The preset with the dataset's class count, its backbone initialised from `cfg.init` when given."""
+    """The preset with the dataset's class count, its backbone initialised from `cfg.init` when given, else
+    from scratch with `cfg.scratch_init`."""
+    if cfg.scratch_init not in SCRATCH_INITS:
+        raise ValueError(f"scratch_init must be one of {SCRATCH_INITS}, got {cfg.scratch_init!r}")
     config = get_config(cfg.preset, num_classes=num_classes, **cfg.model_overrides)
     model = XViT(config)
     pre = Preprocessing.for_size(config.img_size, mean=cfg.mean, std=cfg.std)
     if cfg.init:
         log.info(load_pretrained(model, cfg.init).summary())
+    elif cfg.scratch_init == "mimetic":
+        mimetic_init_(model)
     return model, pre
 
 
