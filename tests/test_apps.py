@@ -126,3 +126,16 @@ def test_help_explains_every_flag(app):
 def test_apps_run_from_the_repository_root():
     done = subprocess.run([sys.executable, "-m", "apps.webcam", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0 and "--headless" in done.stdout
+
+
+def test_annotate_runs_the_shipped_checkpoint_by_default(tmp_path, capsys):
+    frames = np.random.default_rng(1).integers(0, 256, (12, 72, 96, 3), dtype=np.uint8)
+    clip = write_clip(tmp_path / "in.mp4", frames)
+    out, log = tmp_path / "out.mp4", tmp_path / "frames.jsonl"
+    assert annotate.main(["--input", str(clip), "--output", str(out), "--json", str(log), "--threshold", "0"]) == 0
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(records) == 12 and count_frames(out) == 12
+    from xvit_edge.data.synthetic import CLASSES
+
+    assert all(r["label"] in CLASSES for r in records if r["predicted"])
+    capsys.readouterr()

@@ -63,3 +63,25 @@ def test_accuracy_bench_refuses_a_folder_without_clips(tmp_path, capsys):
 
     assert accuracy_main(["--data", str(tmp_path), "--out", str(tmp_path)]) == 2
     assert "no train/ folder" in capsys.readouterr().err
+
+
+def test_report_quotes_every_accuracy_run_and_the_int8_comparison():
+    from xvit_edge.bench.report import accuracy_lines
+
+    model = {"params": 272076, "top1": 0.975, "direction_accuracy": 0.975, "pair_accuracy": 1.0, "clips": 200,
+             "train_seconds": 300.0}
+    run = {"recipe": {"preset": "xvit_edge_nano", "img_size": 64, "num_frames": 8, "epochs": 12,
+                      "classes": ["move_right", "move_left"], "scratch_init": "mimetic"},
+           "data_meta": {"train_per_class": 400, "val_per_class": 100}, "threads": 2,
+           "command": "python -m xvit_edge.bench.accuracy --classes move_right move_left",
+           "models": {"causal": model, "space_only": {**model, "top1": 0.5, "direction_accuracy": 0.5}}}
+    quant = {"model": "xvit_edge_nano", "classes": 2, "options": {"calib_batches": 8, "epochs": 1, "lr": 5e-5},
+             "fp32": {"top1": 0.975}, "ptq": {"top1": 0.95, "sqnr_db": 18.0, "top1_agreement": 0.97},
+             "qat": {"top1": 0.97, "sqnr_db": 25.0, "top1_agreement": 0.99}}
+    text = "\n".join(accuracy_lines([run, {**run, "recipe": {**run["recipe"], "classes": [str(i) for i in range(12)]}}],
+                                   quant))
+    assert "one time-reversed pair: move_right vs move_left" in text and "12 classes in 6 time-reversed pairs" in text
+    assert "| causal | 0.27 | 97.5% | 97.5% | 100.0% | 200 | 300 |" in text
+    assert "| space_only | 0.27 | 50.0% | 50.0% |" in text and "(mimetic init)" in text
+    assert "| PTQ int8 | 95.0% | -2.5 points | 18.0 | 97.0% |" in text and "| QAT int8 | 97.0% | -0.5 points |" in text
+    assert "no `accuracy.json` yet" in "\n".join(accuracy_lines(None))

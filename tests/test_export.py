@@ -271,3 +271,28 @@ def test_cli_stream_mode(causal_test_model, model, tmp_path, capsys):
                  "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "causal_variant" in err
+
+
+def test_cli_exports_the_shipped_checkpoint_by_default(tmp_path, capsys):
+    """The card's headline command, with no checkpoint given: the one shipped in the package."""
+    from xvit_edge.assets import DEFAULT_CHECKPOINT
+    from xvit_edge.data.synthetic import CLASSES
+
+    assert main(["--target", "coreml", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "coreml:" in out and "not run" in out
+    _, meta = load_checkpoint(DEFAULT_CHECKPOINT)
+    assert meta.config.name == "xvit_edge_nano" and meta.config.causal and sorted(meta.labels) == sorted(CLASSES)
+    sidecar = read_sidecar(tmp_path / "xvit_edge_nano_fp16.coreml.json")
+    assert sidecar["labels"] == meta.labels and sidecar["precision"] == "fp16"
+    assert sidecar["verification"]["coreml"]["labels"] == meta.labels
+
+
+def test_cli_without_the_shipped_checkpoint_says_what_to_do(tmp_path, monkeypatch, capsys):
+    import xvit_edge.assets as assets
+
+    monkeypatch.setattr(assets, "DEFAULT_CHECKPOINT", tmp_path / "absent.pt")
+    assert main(["--target", "onnx", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "--checkpoint" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

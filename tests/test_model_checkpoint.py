@@ -91,3 +91,16 @@ def test_ddp_prefix_and_container_are_unwrapped(tmp_path):
     path = tmp_path / "ddp.pth"
     torch.save({"model_state": {"module." + k: v for k, v in sd.items()}, "epoch": 1}, path)
     assert read_state_dict(path).keys() == sd.keys()
+
+
+def test_fp16_storage_halves_the_file_and_loads_back_into_fp32(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("xvit_test", num_classes=3).eval()
+    save_checkpoint(tmp_path / "fp32.pt", model)
+    save_checkpoint(tmp_path / "fp16.pt", model, storage_dtype=torch.float16)
+    assert (tmp_path / "fp16.pt").stat().st_size < 0.6 * (tmp_path / "fp32.pt").stat().st_size
+    loaded, _ = load_checkpoint(tmp_path / "fp16.pt")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.randn(2, model.config.num_frames, 3, model.config.img_size, model.config.img_size)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), atol=1e-2, rtol=1e-2)

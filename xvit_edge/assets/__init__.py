@@ -1,9 +1,9 @@
 """Files shipped inside the package: the default checkpoint that export and the demo apps use out of the box.
 
-`xvit_edge_tiny_synthetic.pt` is the mobile preset (`xvit_edge_tiny`, causal variant so that it serves both
-clip and incremental streaming) trained on the synthetic temporal benchmark by
+`xvit_edge_nano_synthetic.pt` is the smallest mobile preset (`xvit_edge_nano`, causal variant so that it
+serves both clip and incremental streaming) trained from scratch on the synthetic temporal benchmark by
 
-    python -m xvit_edge.bench.accuracy --save-checkpoint xvit_edge/assets/xvit_edge_tiny_synthetic.pt
+    python -m xvit_edge.bench.accuracy --models causal space_only --save-checkpoint xvit_edge/assets/xvit_edge_nano_synthetic.pt
 
 (the exact recipe and its held-out scores are stored inside the file, under `provenance`). It is a working
 example for the toolchain, not a model of real-world actions: fine-tune your own with `python -m xvit_edge.train`.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_CHECKPOINT = Path(__file__).with_name("xvit_edge_tiny_synthetic.pt")
+DEFAULT_CHECKPOINT = Path(__file__).with_name("xvit_edge_nano_synthetic.pt")
 
 
 def default_checkpoint() -> Path:

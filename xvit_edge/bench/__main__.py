@@ -3,8 +3,8 @@
 Writes `bench/results.json`, PNG plots and `bench/results.md` (the table the README shows). Sections:
 1. complexity: params, MACs and latency vs frames for each attention type;
 2. deployment: latency and size of eager, ExecuTorch and ONNX fp32 with each thread count; Core ML size and ops;
-3. accuracy: quoted from `accuracy.json`, written by `python -m xvit_edge.bench.accuracy` (it trains models,
-   which takes far longer than this command);
+3. accuracy: quoted from every `accuracy*.json` (written by `python -m xvit_edge.bench.accuracy`, which trains
+   models and takes far longer than this command) and `quantization.json` (`quantization_benchmark`);
 4. streaming: per-frame cost of incremental vs clip mode, end-to-end fps on a real 720p clip, memory over a long stream;
 5. the machine's GEMM peak, and each model's achieved GFLOP/s as a fraction of it.
 Each figure records how it was measured (warm-up, repeats, threads).
@@ -61,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     peak_gflops = results["peak"][str(max_threads)]["gflops"]
     for row in results["complexity"]["rows"] + [results["complexity"]["image_model"]]:
         row["fraction_of_peak"] = row["gflops_achieved"] / peak_gflops
-    accuracy = out / "accuracy.json"
-    results["accuracy"] = json.loads(accuracy.read_text()) if accuracy.is_file() else None
+    # Trained elsewhere (far longer than this command): every accuracy*.json of the output folder, quoted.
+    results["accuracy"] = [json.loads(p.read_text()) for p in sorted(out.glob("accuracy*.json"))] or None
+    quantization = out / "quantization.json"
+    results["quantization"] = json.loads(quantization.read_text()) if quantization.is_file() else None
     results["elapsed_s"] = time.time() - started
 
     (out / "results.json").write_text(json.dumps(results, indent=2))

@@ -31,7 +31,8 @@ from typing import Any, Callable
 import torch
 
 from ..config import XViTConfig, causal_variant, get_config, space_only_baseline
-from ..data.synthetic import PARTNER, write_dataset
+from ..data.synthetic import CLASSES, PARTNER, write_dataset
+from ..model.init import SCRATCH_INITS
 from ..model.weights import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -47,17 +48,19 @@ VARIANTS: dict[str, Callable[[XViTConfig], XViTConfig]] = {
 class Recipe:
     """Data and training settings shared by every model of one benchmark run."""
 
-    preset: str = "xvit_edge_tiny"
+    preset: str = "xvit_edge_nano"
     img_size: int = 64
     num_frames: int = 8
-    train_per_class: int = 150
-    val_per_class: int = 25
+    classes: tuple[str, ...] = CLASSES
+    train_per_class: int = 400
+    val_per_class: int = 50
     source_frames: int = 16
     source_size: int = 128
-    epochs: int = 30
-    batch_size: int = 16
-    lr: float = 3e-4
+    epochs: int = 25
+    batch_size: int = 32
+    lr: float = 1e-3
     warmup_epochs: float = 1.0
+    scratch_init: str = "mimetic"
     seed: int = 0
 
 
@@ -117,10 +120,10 @@ def run(recipe: Recipe, data: Path | None, work: Path, variants: list[str], thre
     generated = data is None
     if generated:
         data = work / "synthetic"
-        write_dataset(data, train_per_class=recipe.train_per_class, val_per_class=recipe.val_per_class,
+        write_dataset(data, classes=recipe.classes, train_per_class=recipe.train_per_class, val_per_class=recipe.val_per_class,
                       frames=recipe.source_frames, size=recipe.source_size, seed=recipe.seed)
     meta_file = data / "meta.json"
-    results: dict[str, Any] = {"recipe": dataclasses.asdict(recipe), "data": "generated" if generated else str(data),
+    results: dict[str, Any] = {"recipe": dataclasses.asdict(recipe), "data": "generated" if generated else data.name,
                                "data_meta": json.loads(meta_file.read_text()) if meta_file.is_file() else None,
                                "threads": threads, "models": {}}
     for variant in variants:
@@ -128,7 +131,8 @@ def run(recipe: Recipe, data: Path | None, work: Path, variants: list[str], thre
         cfg = TrainConfig(train_data=str(data / "train"), val_data=str(data / "val"), out=str(work / variant),
                           preset=recipe.preset, model_overrides=config_overrides(recipe, variant),
                           epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
-                          warmup_epochs=recipe.warmup_epochs, seed=recipe.seed, workers=1, device="cpu")
+                          warmup_epochs=recipe.warmup_epochs, scratch_init=recipe.scratch_init, seed=recipe.seed,
+                          workers=1, device="cpu")
         log.info("training %s: %s", variant, cfg.model_overrides)
         trained = train(cfg)
         model, meta = load_checkpoint(work / variant / "last.pt")
@@ -143,7 +147,8 @@ def run(recipe: Recipe, data: Path | None, work: Path, variants: list[str], thre
             provenance = {"recipe": dataclasses.asdict(recipe), "variant": variant,
                           "held_out": {k: scores[k] for k in ("top1", "direction_accuracy", "pair_accuracy", "clips")},
                           "data": results["data_meta"], "command": command}
-            save_checkpoint(save, model, meta.labels, meta.preprocessing,
+            # fp16 storage: the shipped file is half the size; loading casts back to fp32
+            save_checkpoint(save, model, meta.labels, meta.preprocessing, storage_dtype=torch.float16,
                             provenance=provenance)
             results["checkpoint"] = {"path": str(save), "variant": variant}
     return results
@@ -160,7 +165,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     names = list(models)
     width = 0.38
-    for k, (key, label) in enumerate((("top1", "top-1 (12 classes)"), ("direction_accuracy", "direction (pairs)"))):
+    top1_label = f"top-1 ({len(results['recipe']['classes'])} classes)"
+    for k, (key, label) in enumerate((("top1", top1_label), ("direction_accuracy", "direction (pairs)"))):
         ax1.bar([i + (k - 0.5) * width for i in range(len(names))], [100 * models[n][key] for n in names],
                 width, label=label)
     ax1.axhline(100 / max(1, len(next(iter(models.values()))["per_class_top1"])), color="grey", ls=":",
@@ -197,11 +203,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=d.preset, help="architecture shared by every model")
     p.add_argument("--img-size", type=int, default=d.img_size, help="input size the models are trained at")
     p.add_argument("--frames", type=int, default=d.num_frames, help="frames per clip (T)")
+    p.add_argument("--classes", nargs="+", default=list(d.classes), choices=CLASSES, metavar="CLASS",
+                   help="classes to generate (default: all 12); e.g. move_left move_right for one direction pair")
     p.add_argument("--train-per-class", type=int, default=d.train_per_class, help="generated training clips per class")
     p.add_argument("--val-per-class", type=int, default=d.val_per_class, help="generated held-out clips per class")
     p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs per model")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="clips per optimizer step")
     p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate")
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs,
+                   help="linear learning-rate warm-up; keep it >= ~100 optimizer steps: a full learning rate from "
+                   "the first step undoes the mimetic initialisation and the model stalls at chance")
+    p.add_argument("--scratch-init", choices=SCRATCH_INITS, default=d.scratch_init,
+                   help="initialisation of every model (see python -m xvit_edge.train --help); 'timm' shows the "
+                   "plateau that 'mimetic' avoids")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the data and of training")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads for training")
     p.add_argument("--save-checkpoint", type=Path, metavar="PATH",
@@ -211,15 +225,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _portable(argv: list[str]) -> list[str]:
+    """The command line as recorded in results and checkpoints: the recipe flags, without the flags that only
+    say where files go on this machine (--out, --work, --save-checkpoint)."""
+    paths = ("--out", "--work", "--save-checkpoint")
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in paths:
+            skip = True
+        elif not arg.startswith(tuple(p + "=" for p in paths)):
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.quick:
         recipe = QUICK
     else:
-        recipe = Recipe(preset=args.preset, img_size=args.img_size, num_frames=args.frames,
+        recipe = Recipe(preset=args.preset, img_size=args.img_size, num_frames=args.frames, classes=tuple(args.classes),
                         train_per_class=args.train_per_class, val_per_class=args.val_per_class,
-                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs,
+                        scratch_init=args.scratch_init, seed=args.seed)
     if args.save_checkpoint and args.checkpoint_model not in args.models:
         print(f"error: --checkpoint-model {args.checkpoint_model} is not among --models", file=sys.stderr)
         return 2
@@ -231,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
-        command = " ".join(["python -m xvit_edge.bench.accuracy", *(argv if argv is not None else sys.argv[1:])])
+        command = " ".join(["python -m xvit_edge.bench.accuracy", *_portable(argv if argv is not None else sys.argv[1:])])
         results = run(recipe, args.data, work, args.models, args.threads, args.save_checkpoint,
                       args.checkpoint_model, command)
     results["quick"] = args.quick

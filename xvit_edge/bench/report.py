@@ -39,7 +39,7 @@ def markdown(results: dict) -> str:
         top = sorted(c["op_counts"].items(), key=lambda kv: -kv[1])[:8]
         lines += ["", f"Core ML fp16 `.mlpackage`: {c['size_mb']:.1f} MB, weights {c['weight_dtypes']}, ops "
                   + ", ".join(f"{k} {v}" for k, v in top) + f"; latency {c['numeric_parity'].replace('not run: ', 'not measured: ')}."]
-    lines += accuracy_lines(results.get("accuracy"))
+    lines += accuracy_lines(results.get("accuracy"), results.get("quantization"))
     if results.get("streaming"):
         from .streaming import markdown as streaming_markdown
 
@@ -47,25 +47,46 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def accuracy_lines(acc: dict | None) -> list[str]:
-    """The accuracy table, from the results of `python -m xvit_edge.bench.accuracy` (training is too long to
-    repeat inside every benchmark run, so the file's own command and recipe are quoted with it)."""
-    if not acc:
+def accuracy_lines(runs: list[dict] | None, quantization: dict | None = None) -> list[str]:
+    """The accuracy tables, one per result file of `python -m xvit_edge.bench.accuracy` (training is too long
+    to repeat inside every benchmark run, so each file's own command and recipe are quoted with it), then the
+    int8 comparison of `xvit_edge.quantize.quantization_benchmark` when there is one."""
+    if not runs:
         return ["", "**Accuracy**: no `accuracy.json` yet; run `python -m xvit_edge.bench.accuracy`."]
-    r = acc["recipe"]
-    data = acc.get("data_meta") or {}
-    clips = f"{data.get('train_per_class', '?')} + {data.get('val_per_class', '?')} clips per class"
-    lines = ["", f"**Accuracy on the synthetic temporal benchmark** ({clips}, 12 classes in 6 time-reversed pairs), "
-             f"`{r['preset']}` at {r['img_size']} px, T={r['num_frames']}, {r['epochs']} epochs from scratch, "
-             f"{acc['threads']} threads{' (--quick: a pipeline check, not an accuracy figure)' if acc.get('quick') else ''}. "
-             "Direction: the true class scores above its time-reversed partner (50% = blind to order).", "",
-             "| model | params (M) | top-1 | direction | pair | held-out clips | training (s) |",
-             "|---|---|---|---|---|---|---|"]
-    for name, m in acc["models"].items():
-        lines.append(f"| {name} | {m['params'] / 1e6:.2f} | {100 * m['top1']:.1f}% | {100 * m['direction_accuracy']:.1f}% "
-                     f"| {100 * m['pair_accuracy']:.1f}% | {m['clips']} | {m['train_seconds']:.0f} |")
-    for name, q in (acc.get("quantization") or {}).items():
-        lines.append(f"| {name} | | {100 * q['top1']:.1f}% | | | {q.get('clips', '')} | |")
+    lines: list[str] = []
+    for acc in runs:
+        r = acc["recipe"]
+        data = acc.get("data_meta") or {}
+        classes = r.get("classes") or data.get("classes") or []
+        kind = (f"{len(classes)} classes in {len(classes) // 2} time-reversed pairs" if len(classes) > 2
+                else f"one time-reversed pair: {' vs '.join(classes)}")
+        clips = f"{data.get('train_per_class', '?')} + {data.get('val_per_class', '?')} clips per class"
+        lines += ["", f"**Accuracy on the synthetic temporal benchmark**, {kind} ({clips}): `{r['preset']}` at "
+                  f"{r['img_size']} px, T={r['num_frames']}, {r['epochs']} epochs from scratch "
+                  f"({r.get('scratch_init', 'timm')} init), {acc['threads']} threads"
+                  f"{' (--quick: a pipeline check, not an accuracy figure)' if acc.get('quick') else ''}. "
+                  f"`{acc.get('command', 'python -m xvit_edge.bench.accuracy')}`. Direction: the true class "
+                  "scores above its time-reversed partner (50% = blind to order).", "",
+                  "| model | params (M) | top-1 | direction | pair | held-out clips | training (s) |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, m in acc["models"].items():
+            lines.append(f"| {name} | {m['params'] / 1e6:.2f} | {100 * m['top1']:.1f}% | "
+                         f"{100 * m['direction_accuracy']:.1f}% | {100 * m['pair_accuracy']:.1f}% | {m['clips']} | "
+                         f"{m['train_seconds']:.0f} |")
+    if quantization:
+        q = quantization
+        lines += ["", f"**int8** (`xvit_edge.quantize.quantization_benchmark`: PTQ on "
+                  f"{q['options']['calib_batches']} calibration batches, QAT {q['options']['epochs']} epoch at lr "
+                  f"{q['options']['lr']:g}) of a trained `{q['model']}` ({q['classes']} classes{q.get('source', '')}); "
+                  "held-out top-1, and the SQNR and top-1 agreement of the int8 logits against fp32 on the same "
+                  "clips:", "",
+                  "| model | top-1 | change vs fp32 | SQNR (dB) | top-1 agreement |", "|---|---|---|---|---|",
+                  f"| fp32 | {100 * q['fp32']['top1']:.1f}% | | | |"]
+        for mode in ("ptq", "qat"):
+            m = q[mode]
+            lines.append(f"| {mode.upper()} int8 | {100 * m['top1']:.1f}% | "
+                         f"{100 * (m['top1'] - q['fp32']['top1']):+.1f} points | {m['sqnr_db']:.1f} | "
+                         f"{100 * m['top1_agreement']:.1f}% |")
     return lines
 
 

@@ -130,15 +130,20 @@ class Checkpoint:
 
 
 def save_checkpoint(path: str | os.PathLike, model: XViT, labels: list[str] | None = None,
-                    preprocessing: Preprocessing | None = None, **extra: Any) -> None:
-    """Write `{format, version, config, state_dict, labels, preprocessing, **extra}` atomically."""
+                    preprocessing: Preprocessing | None = None, storage_dtype: torch.dtype | None = None,
+                    **extra: Any) -> None:
+    """Write `{format, version, config, state_dict, labels, preprocessing, **extra}` atomically.
+
+    `storage_dtype=torch.float16` halves the file (for checkpoints shipped in the package); loading casts
+    the weights back into the fp32 model."""
     cfg = model.config
     labels = list(labels) if labels is not None else [str(i) for i in range(cfg.num_classes)]
     if len(labels) != cfg.num_classes:
         raise ValueError(f"{len(labels)} labels for a model with {cfg.num_classes} classes")
     preprocessing = preprocessing or Preprocessing.for_size(cfg.img_size)
     payload = {"format": FORMAT, "version": FORMAT_VERSION, "config": cfg.to_dict(),
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+               "state_dict": {k: v.detach().cpu().to(storage_dtype or v.dtype) if v.is_floating_point()
+                              else v.detach().cpu() for k, v in model.state_dict().items()},
                "labels": labels, "preprocessing": preprocessing.to_dict(), **extra}
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")

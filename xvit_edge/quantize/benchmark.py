@@ -35,7 +35,7 @@ def quantization_benchmark(checkpoint: str | os.PathLike, data_dir: str | os.Pat
     data = load_data(data_dir, meta.labels, meta.preprocessing, meta.config.num_frames, options,
                      meta.extra.get("train_config"))
     results: dict[str, Any] = {
-        "checkpoint": str(checkpoint), "model": meta.config.name, "classes": len(meta.labels),
+        "checkpoint": Path(checkpoint).name, "model": meta.config.name, "classes": len(meta.labels),
         "machine": {"platform": platform.platform(), "processor": platform.processor()},
         "tools": tool_versions(), "options": dict(vars(options)),
     }
