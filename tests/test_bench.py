@@ -21,7 +21,10 @@ def test_bench_quick_writes_results_table_and_plot(tmp_path):
     assert all(r["median_ms"] > 0 and r["repeats"] == 3 and r["warmup"] == 1 for r in rows)
     assert results["peak"]["1"]["gflops"] > 0
     forms = {(r["form"], r["threads"]) for r in results["deployment"]["rows"]}
-    assert forms == {("eager fp32", 1), ("executorch fp32", 1), ("onnx fp32", 1)}
+    assert forms == {("eager fp32", 1), ("executorch fp32", 1), ("onnx fp32", 1), ("executorch int8", 1),
+                     ("onnx int8", 1)}
+    int8 = [r for r in results["deployment"]["rows"] if "int8" in r["form"]]
+    assert all(r["parity_sqnr_db"] >= 30 and r["parity_max_abs_diff"] is None for r in int8)
     assert all(r["median_ms"] > 0 and r["size_mb"] > 0 for r in results["deployment"]["rows"])
     assert results["deployment"]["coreml"]["weight_dtypes"] == {"FLOAT16": 16}
     assert (tmp_path / "complexity.png").stat().st_size > 1000
@@ -35,6 +38,16 @@ def test_bench_quick_writes_results_table_and_plot(tmp_path):
     text = readme.read_text()
     assert "old" not in text and "| mixing | 8 |" in text and text.endswith("tail\n")
     assert "**Streaming**" in text and "| incremental | 1 | bigbuckbunny.mp4 1280x720 |" in text
+    assert "no `accuracy.json` yet" in text
+    # --report-only measures nothing: it re-reads results.json and quotes the accuracy files now present
+    accuracy = {"recipe": {"preset": "xvit_test", "img_size": 32, "num_frames": 4, "epochs": 1,
+                           "classes": ["move_right", "move_left"]}, "threads": 1, "models": {}}
+    (tmp_path / "accuracy_pair.json").write_text(json.dumps(accuracy))
+    assert main(["--report-only", "--out", str(tmp_path), "--update-readme", str(readme)]) == 0
+    again = readme.read_text()
+    assert "one time-reversed pair: move_right vs move_left" in again and "no `accuracy.json` yet" not in again
+    assert again.count("| mixing | 8 |") == text.count("| mixing | 8 |")
+    assert main(["--report-only", "--out", str(tmp_path / "nothing")]) == 2
 
 
 def test_accuracy_bench_quick_trains_scores_and_saves_a_checkpoint(tmp_path):

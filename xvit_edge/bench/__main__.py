@@ -37,13 +37,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="bench", help="folder for results.json, results.md and the plots")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to measure")
     p.add_argument("--update-readme", metavar="README", help="replace the results block of this README")
+    p.add_argument("--report-only", action="store_true",
+                   help="measure nothing: re-read results.json (and the accuracy files) in --out and rewrite "
+                   "results.md (and --update-readme), e.g. after a new accuracy run")
     return p
+
+
+def _trained_results(out: Path) -> dict:
+    """Results of training runs, made far longer than this command: every accuracy*.json and the int8
+    comparison in `out`, quoted as they are."""
+    quantization = out / "quantization.json"
+    return {"accuracy": [json.loads(p.read_text()) for p in sorted(out.glob("accuracy*.json"))] or None,
+            "quantization": json.loads(quantization.read_text()) if quantization.is_file() else None}
+
+
+def _report_only(out: Path, readme: str | None) -> int:
+    path = out / "results.json"
+    if not path.is_file():
+        print(f"error: {path} does not exist; run python -m xvit_edge.bench first", file=sys.stderr)
+        return 2
+    results = {**json.loads(path.read_text()), **_trained_results(out)}
+    path.write_text(json.dumps(results, indent=2))
+    table = markdown(results)
+    (out / "results.md").write_text(table)
+    if readme:
+        update_readme(Path(readme), table)
+    print(table)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = Path(args.out)
+    if args.report_only:
+        return _report_only(out, args.update_readme)
     out.mkdir(parents=True, exist_ok=True)
     frames = [4, 8, 16] if args.quick else [4, 8, 16, 32]
     repeats, warmup = (3, 1) if args.quick else (10, 2)
@@ -61,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     peak_gflops = results["peak"][str(max_threads)]["gflops"]
     for row in results["complexity"]["rows"] + [results["complexity"]["image_model"]]:
         row["fraction_of_peak"] = row["gflops_achieved"] / peak_gflops
-    # Trained elsewhere (far longer than this command): every accuracy*.json of the output folder, quoted.
-    results["accuracy"] = [json.loads(p.read_text()) for p in sorted(out.glob("accuracy*.json"))] or None
-    quantization = out / "quantization.json"
-    results["quantization"] = json.loads(quantization.read_text()) if quantization.is_file() else None
+    results.update(_trained_results(out))
     results["elapsed_s"] = time.time() - started
 
     (out / "results.json").write_text(json.dumps(results, indent=2))

@@ -198,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="an existing synthetic benchmark folder (train/, val/, labels.txt); "
                    "default: generate one with the recipe's sizes")
     p.add_argument("--out", type=Path, default=Path("bench"), help="folder for accuracy.json and accuracy.png")
+    p.add_argument("--tag", default="", help="name the results accuracy_TAG.json / .png, so several runs (e.g. one "
+                   "class pair and all classes) sit side by side; python -m xvit_edge.bench quotes them all")
     p.add_argument("--work", type=Path, help="folder for generated data and training runs (default: a temporary one)")
     p.add_argument("--models", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="models to train")
     p.add_argument("--preset", default=d.preset, help="architecture shared by every model")
@@ -253,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_checkpoint and args.checkpoint_model not in args.models:
         print(f"error: --checkpoint-model {args.checkpoint_model} is not among --models", file=sys.stderr)
         return 2
+    if args.tag and not args.tag.replace("_", "").replace("-", "").isalnum():
+        print(f"error: --tag {args.tag!r}: use letters, digits, '-' and '_'", file=sys.stderr)
+        return 2
     if args.data is not None and not (args.data / "train").is_dir():
         print(f"error: {args.data} has no train/ folder; make one with python -m xvit_edge.data.synthetic",
               file=sys.stderr)
@@ -266,12 +271,13 @@ def main(argv: list[str] | None = None) -> int:
                       args.checkpoint_model, command)
     results["quick"] = args.quick
     results["elapsed_s"] = round(time.time() - started, 1)
-    (args.out / "accuracy.json").write_text(json.dumps(results, indent=2))
-    plot(results, args.out / "accuracy.png")
+    stem = f"accuracy_{args.tag}" if args.tag else "accuracy"
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2))
+    plot(results, args.out / f"{stem}.png")
     for name, m in results["models"].items():
         print(f"{name:>10}: top-1 {100 * m['top1']:.1f}%  direction {100 * m['direction_accuracy']:.1f}%  "
               f"pair {100 * m['pair_accuracy']:.1f}%  ({m['clips']} held-out clips, {m['train_seconds']:.0f} s)")
-    print(f"wrote {args.out / 'accuracy.json'} and {args.out / 'accuracy.png'} in {results['elapsed_s']:.0f} s")
+    print(f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.png')} in {results['elapsed_s']:.0f} s")
     return 0
 
 

@@ -64,8 +64,21 @@ def _measure_in_subprocess(runtime: str, path: Path, shape: list[int], threads: 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _int8_checkpoint(model: XViT, labels: list[str], pre: Preprocessing, path: Path):
+    """PTQ of `model` on two batches of random clips, saved and rebuilt as export does it. The scales fit
+    random inputs, not real video: fine for timing and size, meaningless for accuracy (see section 3)."""
+    from ..quantize import load_quantized, quantize_ptq, save_quantized
+
+    cfg = model.config
+    g = torch.Generator().manual_seed(1)
+    batches = [torch.randn(2, cfg.num_frames, cfg.in_chans, cfg.img_size, cfg.img_size, generator=g) for _ in range(2)]
+    save_quantized(path, quantize_ptq(model, batches, max_batches=2), labels, pre)
+    return load_quantized(path)
+
+
 def run(preset: str, threads: list[int], repeats: int, warmup: int) -> dict:
-    """Export the preset (random weights: latency does not depend on them) and time every form."""
+    """Export the preset (random weights: latency does not depend on them) and time every form: eager fp32,
+    ExecuTorch and ONNX in fp32 and int8 (static PTQ int8, XNNPACK / QDQ)."""
     torch.manual_seed(0)
     cfg = get_config(preset)
     model = XViT(cfg).eval()
@@ -81,6 +94,11 @@ def run(preset: str, threads: list[int], repeats: int, warmup: int) -> dict:
             art = export(model, labels, pre, target, tmp, "fp32", samples=2)
             forms.append((f"{target} fp32", "executorch" if target == "executorch" else "onnxruntime", art.path,
                           art.report))
+        quantized = _int8_checkpoint(model, labels, pre, tmp / "int8.pt")
+        for target in ("executorch", "onnx"):
+            art = export(model, labels, pre, target, tmp, "int8", samples=2, quantized=quantized)
+            forms.append((f"{target} int8", "executorch" if target == "executorch" else "onnxruntime", art.path,
+                          art.report))
         art = export(model, labels, pre, "coreml", tmp, "fp16", samples=1)
         coreml = {"size_mb": _size_mb(art.path), "op_counts": art.report["coreml"]["op_counts"],
                   "weight_dtypes": art.report["coreml"]["weight_dtypes"],
@@ -89,8 +107,10 @@ def run(preset: str, threads: list[int], repeats: int, warmup: int) -> dict:
             size = _size_mb(path) if runtime != "eager" else sum(p.numel() * 4 for p in model.parameters()) / 1e6
             for n in threads:
                 timing = _measure_in_subprocess(runtime, path, shape, n, repeats, warmup)
+                parity = (report or {}).get("parity", {})
                 rows.append({"form": label, "runtime": runtime, "size_mb": size, **timing,
-                             "parity_max_abs_diff": (report or {}).get("parity", {}).get("max_abs_diff")})
+                             "parity_max_abs_diff": parity.get("max_abs_diff") if "sqnr_db" not in parity else None,
+                             "parity_sqnr_db": parity.get("sqnr_db")})
                 log.info("%s, %d threads: %.1f ms", label, n, timing["median_ms"])
     return {"preset": preset, "input_shape": shape, "rows": rows, "coreml": coreml}
 

@@ -30,9 +30,11 @@ def markdown(results: dict) -> str:
     if d:
         lines += ["", f"**Deployment**, `{d['preset']}`, input {tuple(d['input_shape'])}, random weights "
                   "(latency does not depend on them); each row timed in a fresh process.", "",
-                  "| form | threads | size (MB) | latency (ms) | p90 (ms) | max abs diff vs eager |", "|---|---|---|---|---|---|"]
+                  "| form | threads | size (MB) | latency (ms) | p90 (ms) | parity (fp32: max abs diff vs eager; int8: "
+                  "SQNR vs the converted int8 model) |", "|---|---|---|---|---|---|"]
         for r in d["rows"]:
-            diff = "-" if r["parity_max_abs_diff"] is None else f"{r['parity_max_abs_diff']:.1e}"
+            diff = ("-" if r["parity_max_abs_diff"] is None else f"{r['parity_max_abs_diff']:.1e}") \
+                if r.get("parity_sqnr_db") is None else f"{r['parity_sqnr_db']:.1f} dB"
             lines.append(f"| {r['form']} | {r['threads']} | {r['size_mb']:.1f} | {r['median_ms']:.1f} "
                          f"| {r['p90_ms']:.1f} | {diff} |")
         c = d["coreml"]
