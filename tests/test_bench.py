@@ -59,13 +59,17 @@ def test_accuracy_bench_quick_trains_scores_and_saves_a_checkpoint(tmp_path):
 
     ckpt = tmp_path / "causal.pt"
     assert accuracy_main(["--quick", "--out", str(tmp_path), "--models", "causal", "space_only",
-                          "--save-checkpoint", str(ckpt)]) == 0
-    results = json.loads((tmp_path / "accuracy.json").read_text())
+                          "--save-checkpoint", str(ckpt), "--tag", "t", "--quantize", "causal"]) == 0
+    results = json.loads((tmp_path / "accuracy_t.json").read_text())
     assert set(results["models"]) == {"causal", "space_only"}
     space = results["models"]["space_only"]
     assert space["clips"] == 24 and space["direction_accuracy"] == 0.5
     assert results["models"]["causal"]["config"]["causal"] is True
-    assert (tmp_path / "accuracy.png").stat().st_size > 1000
+    assert results["command"].startswith("python -m xvit_edge.bench.accuracy --quick") and str(tmp_path) not in results["command"]
+    assert (tmp_path / "accuracy_t.png").stat().st_size > 1000
+    quant = json.loads((tmp_path / "quantization_t.json").read_text())
+    assert set(quant) >= {"fp32", "ptq", "qat"} and quant["model"] == "xvit_test" and "causal" in quant["source"]
+    assert quant["fp32"]["clips"] == quant["qat"]["clips"] == 24 and 0 <= quant["qat"]["top1"] <= 1
     model, meta = load_checkpoint(ckpt)
     assert model.config.causal and meta.extra["provenance"]["variant"] == "causal"
     assert meta.extra["provenance"]["held_out"]["top1"] == results["models"]["causal"]["top1"]
@@ -92,7 +96,7 @@ def test_report_quotes_every_accuracy_run_and_the_int8_comparison():
              "fp32": {"top1": 0.975}, "ptq": {"top1": 0.95, "sqnr_db": 18.0, "top1_agreement": 0.97},
              "qat": {"top1": 0.97, "sqnr_db": 25.0, "top1_agreement": 0.99}}
     text = "\n".join(accuracy_lines([run, {**run, "recipe": {**run["recipe"], "classes": [str(i) for i in range(12)]}}],
-                                   quant))
+                                   [quant]))
     assert "one time-reversed pair: move_right vs move_left" in text and "12 classes in 6 time-reversed pairs" in text
     assert "| causal | 0.27 | 97.5% | 97.5% | 100.0% | 200 | 300 |" in text
     assert "| space_only | 0.27 | 50.0% | 50.0% |" in text and "(mimetic init)" in text

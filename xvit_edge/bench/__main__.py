@@ -3,8 +3,8 @@
 Writes `bench/results.json`, PNG plots and `bench/results.md` (the table the README shows). Sections:
 1. complexity: params, MACs and latency vs frames for each attention type;
 2. deployment: latency and size of eager, ExecuTorch and ONNX fp32 with each thread count; Core ML size and ops;
-3. accuracy: quoted from every `accuracy*.json` (written by `python -m xvit_edge.bench.accuracy`, which trains
-   models and takes far longer than this command) and `quantization.json` (`quantization_benchmark`);
+3. accuracy: quoted from every `accuracy*.json` and `quantization*.json`, written by
+   `python -m xvit_edge.bench.accuracy [--quantize MODEL]` (it trains models: far longer than this command);
 4. streaming: per-frame cost of incremental vs clip mode, end-to-end fps on a real 720p clip, memory over a long stream;
 5. the machine's GEMM peak, and each model's achieved GFLOP/s as a fraction of it.
 Each figure records how it was measured (warm-up, repeats, threads).
@@ -46,9 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _trained_results(out: Path) -> dict:
     """Results of training runs, made far longer than this command: every accuracy*.json and the int8
     comparison in `out`, quoted as they are."""
-    quantization = out / "quantization.json"
-    return {"accuracy": [json.loads(p.read_text()) for p in sorted(out.glob("accuracy*.json"))] or None,
-            "quantization": json.loads(quantization.read_text()) if quantization.is_file() else None}
+    def read(pattern: str) -> list[dict] | None:
+        return [json.loads(p.read_text()) for p in sorted(out.glob(pattern))] or None
+
+    return {"accuracy": read("accuracy*.json"), "quantization": read("quantization*.json")}
 
 
 def _report_only(out: Path, readme: str | None) -> int:

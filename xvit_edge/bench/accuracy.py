@@ -125,7 +125,7 @@ def run(recipe: Recipe, data: Path | None, work: Path, variants: list[str], thre
     meta_file = data / "meta.json"
     results: dict[str, Any] = {"recipe": dataclasses.asdict(recipe), "data": "generated" if generated else data.name,
                                "data_meta": json.loads(meta_file.read_text()) if meta_file.is_file() else None,
-                               "threads": threads, "models": {}}
+                               "threads": threads, "command": command, "models": {}}
     for variant in variants:
         started = time.time()
         cfg = TrainConfig(train_data=str(data / "train"), val_data=str(data / "val"), out=str(work / variant),
@@ -224,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also save the trained --checkpoint-model here (xvit_edge checkpoint format)")
     p.add_argument("--checkpoint-model", default="causal", choices=list(VARIANTS),
                    help="which model --save-checkpoint keeps")
+    p.add_argument("--quantize", metavar="MODEL", choices=list(VARIANTS),
+                   help="also quantize this trained model to int8 both ways (PTQ, QAT) and compare with fp32 on the "
+                   "held-out clips (xvit_edge.quantize.quantization_benchmark): writes quantization[_TAG].json")
     return p
 
 
@@ -252,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
                         train_per_class=args.train_per_class, val_per_class=args.val_per_class,
                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs,
                         scratch_init=args.scratch_init, seed=args.seed)
+    if args.quantize and args.quantize not in args.models:
+        print(f"error: --quantize {args.quantize} is not among --models", file=sys.stderr)
+        return 2
     if args.save_checkpoint and args.checkpoint_model not in args.models:
         print(f"error: --checkpoint-model {args.checkpoint_model} is not among --models", file=sys.stderr)
         return 2
@@ -269,6 +275,15 @@ def main(argv: list[str] | None = None) -> int:
         command = " ".join(["python -m xvit_edge.bench.accuracy", *_portable(argv if argv is not None else sys.argv[1:])])
         results = run(recipe, args.data, work, args.models, args.threads, args.save_checkpoint,
                       args.checkpoint_model, command)
+        if args.quantize:
+            from ..quantize import quantization_benchmark
+
+            q_stem = f"quantization_{args.tag}" if args.tag else "quantization"
+            data = args.data or work / "synthetic"
+            q = quantization_benchmark(work / args.quantize / "last.pt", data, args.out / f"{q_stem}.json",
+                                       source=f", the {args.quantize} model of `{command}`")
+            print(f"int8 ({args.quantize}): fp32 {100 * q['fp32']['top1']:.1f}%, PTQ {100 * q['ptq']['top1']:.1f}%, "
+                  f"QAT {100 * q['qat']['top1']:.1f}%")
     results["quick"] = args.quick
     results["elapsed_s"] = round(time.time() - started, 1)
     stem = f"accuracy_{args.tag}" if args.tag else "accuracy"

@@ -49,7 +49,7 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def accuracy_lines(runs: list[dict] | None, quantization: dict | None = None) -> list[str]:
+def accuracy_lines(runs: list[dict] | None, quantization: list[dict] | None = None) -> list[str]:
     """The accuracy tables, one per result file of `python -m xvit_edge.bench.accuracy` (training is too long
     to repeat inside every benchmark run, so each file's own command and recipe are quoted with it), then the
     int8 comparison of `xvit_edge.quantize.quantization_benchmark` when there is one."""
@@ -75,8 +75,7 @@ def accuracy_lines(runs: list[dict] | None, quantization: dict | None = None) ->
             lines.append(f"| {name} | {m['params'] / 1e6:.2f} | {100 * m['top1']:.1f}% | "
                          f"{100 * m['direction_accuracy']:.1f}% | {100 * m['pair_accuracy']:.1f}% | {m['clips']} | "
                          f"{m['train_seconds']:.0f} |")
-    if quantization:
-        q = quantization
+    for q in quantization or []:
         lines += ["", f"**int8** (`xvit_edge.quantize.quantization_benchmark`: PTQ on "
                   f"{q['options']['calib_batches']} calibration batches, QAT {q['options']['epochs']} epoch at lr "
                   f"{q['options']['lr']:g}) of a trained `{q['model']}` ({q['classes']} classes{q.get('source', '')}); "

@@ -21,12 +21,13 @@ log = logging.getLogger(__name__)
 
 def quantization_benchmark(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
                            out: str | os.PathLike | None = None, options: QuantizeOptions | None = None,
-                           ) -> dict[str, Any]:
+                           source: str = "") -> dict[str, Any]:
     """Quantize the checkpoint both ways on `data_dir` (`train/`, `val/`) and compare on `val/`.
 
     Returns (and, with `out`, writes as JSON) `{"fp32": {top1}, "ptq": {...}, "qat": {...}, ...}`, where each
     int8 entry has `top1`, `sqnr_db`, `top1_agreement` (against fp32 logits on the same clips), the
-    batches it skipped and its op split (which ops ran in int8).
+    batches it skipped and its op split (which ops ran in int8). `source`: where the checkpoint came from, for
+    the report.
     """
     options = options or QuantizeOptions()
     options.check()
@@ -35,7 +36,7 @@ def quantization_benchmark(checkpoint: str | os.PathLike, data_dir: str | os.Pat
     data = load_data(data_dir, meta.labels, meta.preprocessing, meta.config.num_frames, options,
                      meta.extra.get("train_config"))
     results: dict[str, Any] = {
-        "checkpoint": Path(checkpoint).name, "model": meta.config.name, "classes": len(meta.labels),
+        "checkpoint": Path(checkpoint).name, "source": source, "model": meta.config.name, "classes": len(meta.labels),
         "machine": {"platform": platform.platform(), "processor": platform.processor()},
         "tools": tool_versions(), "options": dict(vars(options)),
     }
