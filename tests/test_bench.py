@@ -27,6 +27,9 @@ def test_bench_quick_writes_results_table_and_plot(tmp_path):
     assert all(r["parity_sqnr_db"] >= 30 and r["parity_max_abs_diff"] is None for r in int8)
     assert all(r["median_ms"] > 0 and r["size_mb"] > 0 for r in results["deployment"]["rows"])
     assert results["deployment"]["coreml"]["weight_dtypes"] == {"FLOAT16": 16}
+    shipped = results["deployment_default"]  # the shipped checkpoint, as the export CLI exports it by default
+    assert shipped["checkpoint"] == "xvit_edge_nano_synthetic.pt" and shipped["preset"] == "xvit_edge_nano"
+    assert {(r["form"], r["threads"]) for r in shipped["rows"]} == forms
     assert (tmp_path / "complexity.png").stat().st_size > 1000
     s = results["streaming"]
     assert [(r["runtime"], r["mode"]) for r in s["per_frame"][0]["rows"]] == [("eager", "clip"), ("eager", "incremental")]
@@ -37,6 +40,7 @@ def test_bench_quick_writes_results_table_and_plot(tmp_path):
     assert (tmp_path / "streaming.png").stat().st_size > 1000
     text = readme.read_text()
     assert "old" not in text and "| mixing | 8 |" in text and text.endswith("tail\n")
+    assert "the default checkpoint `xvit_edge_nano_synthetic.pt`" in text
     assert "**Streaming**" in text and "| incremental | 1 | bigbuckbunny.mp4 1280x720 |" in text
     assert "no `accuracy.json` yet" in text
     # --report-only measures nothing: it re-reads results.json and quotes the accuracy files now present

@@ -2,7 +2,8 @@
 
 Writes `bench/results.json`, PNG plots and `bench/results.md` (the table the README shows). Sections:
 1. complexity: params, MACs and latency vs frames for each attention type;
-2. deployment: latency and size of eager, ExecuTorch and ONNX fp32 with each thread count; Core ML size and ops;
+2. deployment: latency and size of eager, ExecuTorch and ONNX fp32 and int8 with each thread count; Core ML
+   size and ops; for the preset (random weights) and for the shipped default checkpoint;
 3. accuracy: quoted from every `accuracy*.json` and `quantization*.json`, written by
    `python -m xvit_edge.bench.accuracy [--quantize MODEL]` (it trains models: far longer than this command);
 4. streaming: per-frame cost of incremental vs clip mode, end-to-end fps on a real 720p clip, memory over a long stream;
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from ..assets import default_checkpoint
 from ..config import PRESETS
 from . import complexity, deployment, peak, streaming
 from .report import markdown, update_readme
@@ -86,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     max_threads = max(args.threads)
     results["complexity"] = complexity.run(args.preset, frames, max_threads, repeats, warmup)
     results["deployment"] = deployment.run(args.preset, args.threads, repeats, warmup)
+    try:  # what `python -m xvit_edge.export` exports when given no checkpoint
+        results["deployment_default"] = deployment.run(args.preset, args.threads, repeats, warmup,
+                                                       checkpoint=default_checkpoint())
+    except FileNotFoundError as e:
+        log.warning("deployment of the default checkpoint skipped: %s", e)
     results["streaming"] = streaming.run(args.preset, args.threads, repeats, warmup, args.quick)
     peak_gflops = results["peak"][str(max_threads)]["gflops"]
     for row in results["complexity"]["rows"] + [results["complexity"]["image_model"]]:

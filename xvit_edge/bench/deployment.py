@@ -76,14 +76,21 @@ def _int8_checkpoint(model: XViT, labels: list[str], pre: Preprocessing, path: P
     return load_quantized(path)
 
 
-def run(preset: str, threads: list[int], repeats: int, warmup: int) -> dict:
-    """Export the preset (random weights: latency does not depend on them) and time every form: eager fp32,
-    ExecuTorch and ONNX in fp32 and int8 (static PTQ int8, XNNPACK / QDQ)."""
+def run(preset: str, threads: list[int], repeats: int, warmup: int, checkpoint: Path | None = None) -> dict:
+    """Export a model and time every form: eager fp32, ExecuTorch and ONNX in fp32 and int8 (static PTQ int8,
+    XNNPACK / QDQ), with each thread count; Core ML fp16 size and ops. The model is the preset with random
+    weights (latency does not depend on them), or the trained model of `checkpoint` (the default checkpoint's
+    artifacts are what a user exports first)."""
     torch.manual_seed(0)
-    cfg = get_config(preset)
-    model = XViT(cfg).eval()
-    labels = [str(i) for i in range(cfg.num_classes)]
-    pre = Preprocessing.for_size(cfg.img_size)
+    if checkpoint is None:
+        cfg = get_config(preset)
+        model = XViT(cfg).eval()
+        labels = [str(i) for i in range(cfg.num_classes)]
+        pre = Preprocessing.for_size(cfg.img_size)
+    else:
+        model, meta = load_checkpoint(checkpoint)
+        cfg, labels, pre = meta.config, meta.labels, meta.preprocessing
+        model.eval()
     shape = [1, cfg.num_frames, cfg.in_chans, cfg.img_size, cfg.img_size]
     rows, coreml = [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,7 +119,8 @@ def run(preset: str, threads: list[int], repeats: int, warmup: int) -> dict:
                              "parity_max_abs_diff": parity.get("max_abs_diff") if "sqnr_db" not in parity else None,
                              "parity_sqnr_db": parity.get("sqnr_db")})
                 log.info("%s, %d threads: %.1f ms", label, n, timing["median_ms"])
-    return {"preset": preset, "input_shape": shape, "rows": rows, "coreml": coreml}
+    return {"preset": cfg.name, "checkpoint": None if checkpoint is None else Path(checkpoint).name,
+            "input_shape": shape, "rows": rows, "coreml": coreml}
 
 
 if __name__ == "__main__":  # the subprocess side of _measure_in_subprocess

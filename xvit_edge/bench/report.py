@@ -26,27 +26,38 @@ def markdown(results: dict) -> str:
                      f"| {r['macs_over_T_x_image']:.3f} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} "
                      f"| {r['latency_over_T_x_image']:.2f} | {r['gflops_achieved']:.1f} "
                      f"| {100 * r['fraction_of_peak']:.0f}% |")
-    d = results.get("deployment")
-    if d:
-        lines += ["", f"**Deployment**, `{d['preset']}`, input {tuple(d['input_shape'])}, random weights "
-                  "(latency does not depend on them); each row timed in a fresh process.", "",
-                  "| form | threads | size (MB) | latency (ms) | p90 (ms) | parity (fp32: max abs diff vs eager; int8: "
-                  "SQNR vs the converted int8 model) |", "|---|---|---|---|---|---|"]
-        for r in d["rows"]:
-            diff = ("-" if r["parity_max_abs_diff"] is None else f"{r['parity_max_abs_diff']:.1e}") \
-                if r.get("parity_sqnr_db") is None else f"{r['parity_sqnr_db']:.1f} dB"
-            lines.append(f"| {r['form']} | {r['threads']} | {r['size_mb']:.1f} | {r['median_ms']:.1f} "
-                         f"| {r['p90_ms']:.1f} | {diff} |")
-        c = d["coreml"]
-        top = sorted(c["op_counts"].items(), key=lambda kv: -kv[1])[:8]
-        lines += ["", f"Core ML fp16 `.mlpackage`: {c['size_mb']:.1f} MB, weights {c['weight_dtypes']}, ops "
-                  + ", ".join(f"{k} {v}" for k, v in top) + f"; latency {c['numeric_parity'].replace('not run: ', 'not measured: ')}."]
+    if results.get("deployment"):
+        lines += deployment_lines(results["deployment"])
+    if results.get("deployment_default"):
+        lines += deployment_lines(results["deployment_default"])
     lines += accuracy_lines(results.get("accuracy"), results.get("quantization"))
     if results.get("streaming"):
         from .streaming import markdown as streaming_markdown
 
         lines += [""] + streaming_markdown(results["streaming"])
     return "\n".join(lines) + "\n"
+
+
+def deployment_lines(d: dict) -> list[str]:
+    """The deployment table of one model: every form's size, latency and parity, then Core ML's size and ops."""
+    if d.get("checkpoint"):
+        what = (f"the default checkpoint `{d['checkpoint']}` (`{d['preset']}`, what `python -m xvit_edge.export` "
+                "exports when given no checkpoint; int8 calibrated on random clips, for size and latency)")
+    else:
+        what = f"`{d['preset']}`, random weights (latency does not depend on them)"
+    lines = ["", f"**Deployment**, {what}, input {tuple(d['input_shape'])}; each row timed in a fresh process.", "",
+             "| form | threads | size (MB) | latency (ms) | p90 (ms) | parity (fp32: max abs diff vs eager; int8: "
+             "SQNR vs the converted int8 model) |", "|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        diff = ("-" if r["parity_max_abs_diff"] is None else f"{r['parity_max_abs_diff']:.1e}") \
+            if r.get("parity_sqnr_db") is None else f"{r['parity_sqnr_db']:.1f} dB"
+        lines.append(f"| {r['form']} | {r['threads']} | {r['size_mb']:.2f} | {r['median_ms']:.2f} "
+                     f"| {r['p90_ms']:.2f} | {diff} |")
+    c = d["coreml"]
+    top = sorted(c["op_counts"].items(), key=lambda kv: -kv[1])[:8]
+    return lines + ["", f"Core ML fp16 `.mlpackage`: {c['size_mb']:.2f} MB, weights {c['weight_dtypes']}, ops "
+                    + ", ".join(f"{k} {v}" for k, v in top)
+                    + f"; latency {c['numeric_parity'].replace('not run: ', 'not measured: ')}."]
 
 
 def accuracy_lines(runs: list[dict] | None, quantization: list[dict] | None = None) -> list[str]:
@@ -83,9 +94,12 @@ def accuracy_lines(runs: list[dict] | None, quantization: list[dict] | None = No
                   "clips:", "",
                   "| model | top-1 | change vs fp32 | SQNR (dB) | top-1 agreement |", "|---|---|---|---|---|",
                   f"| fp32 | {100 * q['fp32']['top1']:.1f}% | | | |"]
-        for mode in ("ptq", "qat"):
+        rows = {"ptq": "PTQ int8", "qat": "QAT int8", "ptq_adds_int8": "PTQ int8, adds in int8 too (ablation)"}
+        for mode, title in rows.items():
+            if mode not in q:  # results written before the ablation existed
+                continue
             m = q[mode]
-            lines.append(f"| {mode.upper()} int8 | {100 * m['top1']:.1f}% | "
+            lines.append(f"| {title} | {100 * m['top1']:.1f}% | "
                          f"{100 * (m['top1'] - q['fp32']['top1']):+.1f} points | {m['sqnr_db']:.1f} | "
                          f"{100 * m['top1_agreement']:.1f}% |")
     return lines

@@ -23,7 +23,7 @@ from .convert import QuantizedModel, convert
 from .guard import ObserverGuard
 from .metrics import agreement, collect_logits, log_quality, quality
 from .qat import fine_tune
-from .scheme import MODES, prepare
+from .scheme import FLOAT_OPS, MODES, prepare
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +108,17 @@ def load_data(data_dir: str | os.PathLike, labels: list[str], preprocessing: Pre
                 clip_dataset(cfg, val_samples, labels, frames, preprocessing, train=False))
 
 
-def quantize(model: XViT, data: Data, mode: str, options: QuantizeOptions) -> QuantizedModel:
+def quantize(model: XViT, data: Data, mode: str, options: QuantizeOptions,
+             float_ops: tuple = FLOAT_OPS) -> QuantizedModel:
     """PTQ (calibrate) or QAT (fine-tune) `model`, convert, and measure int8 against fp32 on the held-out
-    split; the figures are logged and kept in `metrics`."""
+    split; the figures are logged and kept in `metrics`. `float_ops`: see `scheme.FLOAT_OPS` (a checkpoint
+    can only be saved with the default)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     torch.manual_seed(options.seed)
     info = DistInfo()
     model = model.eval()
-    prepared = prepare(model, mode)
+    prepared = prepare(model, mode, float_ops)
     guard = ObserverGuard(prepared)
     history: list[dict] = []
     if mode == "ptq":

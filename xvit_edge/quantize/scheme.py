@@ -10,6 +10,12 @@ activations); they differ only in how ranges are found:
   drift apart; the non-fused one trains cleanly and converts to what it simulated.
 - PTQ: `HistogramObserver` for activations and `PerChannelMinMaxObserver` for weights (the quantizer's own
   static int8 defaults).
+
+Both leave the adds (the residual connections and the position-embedding add) in float, although the XNNPACK
+quantizer would annotate them: an add's inputs and output share one per-tensor scale each, and the residual
+stream of a transformer carries a few channels far larger than the rest, so int8 rounds the others away.
+The `ptq_adds_int8` entry of `quantization_benchmark` measures what quantizing them costs (README, int8
+results); the adds are a tiny share of the MACs.
 """
 
 from __future__ import annotations
@@ -27,11 +33,13 @@ log = logging.getLogger(__name__)
 
 MODES = ("qat", "ptq")
 SCHEME_FORMAT = "xvit_edge.quantization"
-SCHEME_VERSION = 1
+SCHEME_VERSION = 2  # 2: adds stay float (FLOAT_OPS); version-1 observer state has observers on them
 EPS = 2**-12  # smallest scale: keeps an all-zero channel (e.g. a zero-initialised projection) quantizable
 # Captured with a symbolic batch axis so that training, calibration and evaluation batches of any size run
 # through the same graph; export re-captures the converted model at batch 1.
 MAX_BATCH = 4096
+# Ops the XNNPACK quantizer would put in int8 that we keep in float (see the module docstring).
+FLOAT_OPS = (torch.ops.aten.add.Tensor,)
 
 
 def quantizer_settings(mode: str) -> dict[str, Any]:
@@ -48,13 +56,15 @@ def quantizer_settings(mode: str) -> dict[str, Any]:
                        "fake_quant": "FakeQuantize" if qat else None,
                        "observer": "MovingAverageMinMaxObserver" if qat else "HistogramObserver"},
         "bias": "float (folded into the int8 kernels by the runtime)",
+        "float_ops": [str(op) for op in FLOAT_OPS],
         "eps": EPS,
         "capture": {"api": "torch.export.export", "model_mode": "eval", "dynamic_batch": [1, MAX_BATCH]},
     }
 
 
-def build_quantizer(mode: str):
-    """The XNNPACK quantizer with our int8 config for `mode` ("qat" or "ptq")."""
+def build_quantizer(mode: str, float_ops: tuple = FLOAT_OPS):
+    """The XNNPACK quantizer with our int8 config for `mode` ("qat" or "ptq"), leaving `float_ops` in float
+    (the ablation benchmark passes `()` to measure what quantizing them would cost)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
     from torchao.quantization.pt2e import (
         FakeQuantize,
@@ -77,7 +87,10 @@ def build_quantizer(mode: str):
                            observer_or_fake_quant_ctr=act_ctr)
     weight = QuantizationSpec(dtype=torch.int8, quant_min=-127, quant_max=127, qscheme=torch.per_channel_symmetric,
                               ch_axis=0, observer_or_fake_quant_ctr=weight_ctr)
-    return XNNPACKQuantizer().set_global(QuantizationConfig(act, act, weight, None, is_qat=qat))
+    quantizer = XNNPACKQuantizer().set_global(QuantizationConfig(act, act, weight, None, is_qat=qat))
+    if float_ops:
+        quantizer.set_filter_function(lambda node: node.target not in float_ops)
+    return quantizer
 
 
 def capture(model: XViT) -> torch.fx.GraphModule:
@@ -100,14 +113,14 @@ def capture(model: XViT) -> torch.fx.GraphModule:
     return program.module()
 
 
-def prepare(model: XViT, mode: str) -> torch.fx.GraphModule:
+def prepare(model: XViT, mode: str, float_ops: tuple = FLOAT_OPS) -> torch.fx.GraphModule:
     """Capture `model` and insert fake-quant modules (QAT) or observers (PTQ). The result is an exported
     graph: it has no train/eval modes (`.train()` and `.eval()` raise; see `capture`)."""
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
 
     graph = capture(model)
     fn = prepare_qat_pt2e if mode == "qat" else prepare_pt2e
-    prepared = fn(graph, build_quantizer(mode))
+    prepared = fn(graph, build_quantizer(mode, float_ops))
     log.info("%s: %d %s inserted", mode.upper(), len(quant_modules(prepared)),
              "fake-quant modules" if mode == "qat" else "observers")
     return prepared
