@@ -239,15 +239,55 @@ def test_stream_export_carries_the_state_like_the_eager_step(stream_artifacts, c
         assert {p.key: p.value for p in proto.metadata_props}["mode"] == "stream"
 
 
-def test_stream_export_to_coreml_is_spec_checked(causal_test_model, tmp_path):
-    art = export(causal_test_model, LABELS, Preprocessing.for_size(32), "coreml", tmp_path, "fp16", mode="stream")
-    spec = art.report["coreml"]
-    assert spec["inputs"] == {"frame": [1, 3, 32, 32], "keys": [2, 1, 2, 17, 32], "values": [2, 1, 2, 17, 32],
-                              "frame_tokens": [1, 4, 32]}
-    assert spec["outputs"] == ["logits", "keys_out", "values_out", "frame_tokens_out"]
-    assert spec["weight_dtypes"].keys() == {"FLOAT16"} and spec["labels"] == LABELS
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_stream_export_to_coreml_is_a_stateful_model(causal_test_model, tmp_path, precision):
+    """Core ML keeps the stream's state inside the model (iOS 18 states, fp16 whatever the precision): frame
+    in, logits out, and the program writes every state."""
+    from xvit_edge.export.coreml import inspect_mlpackage
+    from xvit_edge.model.streaming import StreamState
+
+    art = export(causal_test_model, LABELS, Preprocessing.for_size(32), "coreml", tmp_path, precision, mode="stream")
+    spec = inspect_mlpackage(art.path)  # the saved package, read back
+    assert spec == art.report["coreml"]
+    assert spec["inputs"] == {"frame": [1, 3, 32, 32]} and spec["outputs"] == ["logits"]
+    assert spec["states"] == {"keys": {"shape": [2, 1, 2, 17, 32], "dtype": "FLOAT16"},
+                              "values": {"shape": [2, 1, 2, 17, 32], "dtype": "FLOAT16"},
+                              "frame_tokens": {"shape": [1, 4, 32], "dtype": "FLOAT16"}}
+    assert {n: s["shape"] for n, s in spec["states"].items()} == StreamState.shapes(causal_test_model.config)
+    assert spec["state_writes"] == ["frame_tokens", "keys", "values"]
+    assert spec["spec_version"] == 9 and spec["opset"] == "CoreML8"  # iOS 18
+    assert spec["op_counts"]["read_state"] == spec["op_counts"]["write_state"] == 3
+    assert spec["weight_dtypes"].keys() == {"FLOAT16" if precision == "fp16" else "FLOAT32"}
+    assert spec["labels"] == LABELS and spec["classifier_output"] == ""
+    from xvit_edge.export import _check_coreml
+
+    with pytest.raises(ExportError, match="writes states"):  # a state never written is state lost
+        _check_coreml({**spec, "state_writes": ["keys", "values"]}, causal_test_model.config, LABELS, precision, "stream")
     sidecar = read_sidecar(art.sidecar)
     assert sidecar["mode"] == "stream" and "not run" in sidecar["verification"]["parity"]["numeric"]
+    assert sidecar["state"]["storage"] == "internal (Core ML states)" and sidecar["state"]["dtype"] == "float16"
+    assert sidecar["state_shapes"] == StreamState.shapes(causal_test_model.config)
+    assert sidecar["input"]["name"] == "frame" and sidecar["output"]["name"] == "logits"
+
+
+def test_stateful_stream_step_keeps_the_state_like_the_explicit_step(causal_test_model):
+    """What Core ML converts: the step with its state in buffers, eager and as the exported program, against
+    the explicit-state step over T + 3 frames (logits after every frame and the final state)."""
+    from xvit_edge.export.stream import STATE_NAMES, StatefulStep
+    from xvit_edge.model.streaming import StreamingStep
+
+    cfg = causal_test_model.config
+    frames = torch.randn(1, cfg.num_frames + 3, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        want_logits, want_state = StreamingStep(causal_test_model).run(frames)
+        eager = StatefulStep(causal_test_model).eval()
+        exported = torch.export.export(StatefulStep(causal_test_model).eval(), (frames[:, 0],)).module()
+        for stateful in (eager, exported):
+            for t, want in enumerate(want_logits):
+                torch.testing.assert_close(stateful(frames[:, t]), want, rtol=0, atol=1e-5)
+            for name, want in zip(STATE_NAMES, want_state.as_tuple()):
+                torch.testing.assert_close(getattr(stateful, name), want, rtol=0, atol=1e-5)
+    assert want_logits[-1].abs().max() > 0.5 and want_state.keys.abs().max() > 0
 
 
 def test_stream_mode_needs_a_causal_model(model, tmp_path):

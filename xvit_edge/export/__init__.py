@@ -2,7 +2,7 @@
 the eager model, each with a sidecar JSON for the runtime. `python -m xvit_edge.export --help`.
 
 Mode `clip` exports the whole-clip classifier; mode `stream` the incremental step of a causal model, with its
-state as explicit tensors in and out (see `stream.py`)."""
+state as explicit tensors in and out, or for Core ML kept inside the model as Core ML states (see `stream.py`)."""
 
 from __future__ import annotations
 
@@ -117,7 +117,8 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
                 "xvit_config": json.dumps(cfg.to_dict()), "mode": mode,
                 "description": f"X-ViT video classifier ({cfg.name}, {cfg.num_frames} frames, "
                                f"{cfg.img_size} px, {cfg.num_classes} classes"
-                               + (", one frame per call, state in and out)" if mode == "stream" else ")")}
+                               + ((", one frame per call, state kept in the model)" if target == "coreml"
+                                   else ", one frame per call, state in and out)") if mode == "stream" else ")")}
         quantization = None
         if precision == "int8":
             from .int8 import quantization_record
@@ -150,9 +151,14 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
             else:
                 from .coreml import export_mlpackage
 
-                classifier = mode == "clip"  # the step's outputs are logits and state, not a class label
+                state_names: tuple[str, ...] = ()
+                if mode == "stream":  # frame in, logits out; the state stays inside the model (iOS 18 states)
+                    module, example = stream.StatefulStep(model).eval(), example[:1]
+                    input_names, output_names = ["frame"], ["logits"]
+                    state_names = stream.STATE_NAMES
+                classifier = mode == "clip"  # the step's output is logits, not a class label
                 report["coreml"] = export_mlpackage(module, example, path, labels, precision, meta, tuple(input_names),
-                                                    None if classifier else tuple(output_names))
+                                                    None if classifier else tuple(output_names), state_names)
                 run = None
         if verify and run is not None:
             if mode == "stream":
@@ -192,15 +198,27 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
 
 def _check_coreml(spec: dict, cfg, labels: list[str], precision: str, mode: str = "clip") -> None:
     """Spec checks standing in for numeric parity where Core ML cannot run: input shapes, then either the
-    classifier (clip mode) or the named logits and state outputs (stream mode), ops, weight precision."""
+    classifier (clip mode) or the logits output and the fp16 states the program writes, on iOS 18+ (stream
+    mode), ops, weight precision."""
+    from .coreml import STATE_DTYPE, STATEFUL_SPEC_VERSION
+
+    states: dict[str, dict] = {}
     if mode == "stream":
-        inputs = {"frame": [1, cfg.in_chans, cfg.img_size, cfg.img_size], **StreamState.shapes(cfg)}
-        outputs: list[str] | None = list(stream.OUTPUT_NAMES)
+        inputs = {"frame": [1, cfg.in_chans, cfg.img_size, cfg.img_size]}
+        outputs: list[str] | None = ["logits"]
+        states = {n: {"shape": shape, "dtype": STATE_DTYPE} for n, shape in StreamState.shapes(cfg).items()}
     else:
         inputs, outputs = {"video": [1, cfg.num_frames, cfg.in_chans, cfg.img_size, cfg.img_size]}, None
     problems = []
     if spec["inputs"] != inputs:
         problems.append(f"inputs are {spec['inputs']}, expected {inputs}")
+    if spec["states"] != states:
+        problems.append(f"states are {spec['states']}, expected {states}")
+    if sorted(states) != spec["state_writes"]:
+        problems.append(f"the program writes states {spec['state_writes']}, expected {sorted(states)}")
+    if states and spec["spec_version"] < STATEFUL_SPEC_VERSION:
+        problems.append(f"specification version {spec['spec_version']} predates states (needs "
+                        f"{STATEFUL_SPEC_VERSION}, iOS 18)")
     if spec["labels"] != list(labels):
         problems.append("class labels are missing or differ from the checkpoint's")
     if outputs is None and spec["classifier_output"] != "classLabel":

@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "for executorch and onnx, and is weight-only int8 for coreml")
     p.add_argument("--mode", choices=MODES, default="clip",
                    help="clip: the whole-clip classifier (T frames in, logits out); stream: the incremental step of a "
-                   "causal model (one frame and the state in, logits and the new state out), for the streaming runtime")
+                   "causal model (one frame and the state in, logits and the new state out; Core ML keeps the state "
+                   "inside the model as iOS 18 states: frame in, logits out), for the streaming runtime")
     p.add_argument("--out", default="exported", help="output folder for the artifacts and their sidecar JSON files")
     p.add_argument("--samples", type=int, default=4,
                    help="seeded sample clips (stream mode: streams of frames+3 frames) used to verify each artifact")
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             if target == "coreml":
                 c = art.report["coreml"]
                 extra = f"; spec checked (inputs {c['inputs']}, weights {c['weight_dtypes']}, {len(c['labels'])} labels)"
+                if c["states"]:
+                    extra += f"; Core ML states {list(c['states'])} (fp16, iOS 18+)"
                 if precision == "int8":
                     extra += "; weight-only int8"
             print(f"{target}: {art.path} ({precision}); {detail}{extra}")

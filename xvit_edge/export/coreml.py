@@ -1,8 +1,9 @@
-"""Core ML: an ML Program `.mlpackage` (iOS 17+) with class labels and metadata.
+"""Core ML: an ML Program `.mlpackage` with class labels and metadata; iOS 17+, or iOS 18+ for a stateful
+model (the streaming step, its state kept in Core ML states).
 
 Core ML models run only on Apple platforms. On other machines the converted program is inspected instead
-(inputs, outputs, op types, weight precision, labels), and the result says plainly that numeric parity was
-not run.
+(inputs, states, outputs, op types, weight precision, labels), and the result says plainly that numeric
+parity was not run.
 """
 
 from __future__ import annotations
@@ -17,23 +18,53 @@ import torch
 
 log = logging.getLogger(__name__)
 
+# Model states exist from iOS 18 / macOS 15 (specification version 9, opset CoreML8), and only in fp16.
+STATEFUL_SPEC_VERSION = 9
+STATE_DTYPE = "FLOAT16"
+# A MIL pass of coremltools 9.0 that only reorders state writes, and fails with a KeyError on the fp16
+# streaming step: it anchors each moved write on the op after the state's producer in a list taken before the
+# pass, and that op can be another state's write it has already moved and removed. Without it the writes stay
+# at the end of the program, which is equally correct; it is skipped for every stateful model, so fp16 and
+# fp32 take one path.
+_SKIPPED_STATE_PASS = "common::canonicalize_inplace_pattern"
+
 
 def export_mlpackage(model: torch.nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], path: Path,
                      labels: list[str], precision: str, metadata: dict[str, str],
-                     input_names: tuple[str, ...] = ("video",), output_names: tuple[str, ...] | None = None) -> dict:
+                     input_names: tuple[str, ...] = ("video",), output_names: tuple[str, ...] | None = None,
+                     state_names: tuple[str, ...] = ()) -> dict:
     """Convert `model(*example)`. Without `output_names` it is a classifier (class labels, `classLabel`);
-    with them (the streaming step: logits and state out) a plain program whose outputs carry those names."""
+    with them (the streaming step) a plain program whose outputs carry those names.
+
+    `state_names`: buffers of `model` that it overwrites on every call (see `stream.StatefulStep`); they
+    become Core ML states (fp16, iOS 18+), kept by the runtime between predictions instead of passed in and
+    out."""
     import coremltools as ct
+    import numpy as np
 
     example = (example,) if isinstance(example, torch.Tensor) else tuple(example)
+    buffers = dict(model.named_buffers())
+    missing = [n for n in state_names if n not in buffers]
+    if missing:
+        raise ValueError(f"state(s) {missing} are not buffers of {type(model).__name__}: {sorted(buffers)}")
     program = torch.export.export(model, example).run_decompositions({})
+    stateful = {}
+    if state_names:
+        pipeline = ct.PassPipeline.DEFAULT
+        pipeline.remove_passes([_SKIPPED_STATE_PASS])
+        # Core ML states are fp16 whatever the compute precision: the program reads each into the compute
+        # precision and casts it back to fp16 when it writes it.
+        states = [ct.StateType(wrapped_type=ct.TensorType(shape=tuple(buffers[n].shape), dtype=np.float16), name=n)
+                  for n in state_names]
+        stateful = {"states": states, "pass_pipeline": pipeline}
     mlmodel = ct.convert(
         program,
         inputs=[ct.TensorType(name=n, shape=tuple(x.shape)) for n, x in zip(input_names, example)],
         outputs=[ct.TensorType(name=n) for n in output_names] if output_names else None,
         classifier_config=None if output_names else ct.ClassifierConfig(list(labels)),
-        minimum_deployment_target=ct.target.iOS17,
+        minimum_deployment_target=ct.target.iOS18 if state_names else ct.target.iOS17,
         compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
+        **stateful,
     )
     if precision == "int8":  # weight-only: int8 weights dequantized on load, fp16 compute
         mlmodel = quantize_weights(mlmodel)
@@ -59,9 +90,10 @@ def quantize_weights(mlmodel):
 
 
 def inspect_mlpackage(path: Path) -> dict:
-    """What can be checked without running Core ML: I/O, op types, weight dtypes, labels, metadata."""
+    """What can be checked without running Core ML: I/O, states, op types, weight dtypes, labels, metadata."""
     import coremltools as ct
     from coremltools.proto import MIL_pb2
+    from coremltools.proto.FeatureTypes_pb2 import ArrayFeatureType
 
     spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
     main = spec.mlProgram.functions["main"]
@@ -69,8 +101,11 @@ def inspect_mlpackage(path: Path) -> dict:
     weight_dtypes: Counter = Counter()
     int8_values: set[str] = set()  # outputs of ops that dequantize int8 weights at load time
     weight_inputs: dict[str, list[str]] = {}  # linear/conv op type -> the names of their weights
+    state_writes: set[str] = set()  # the states the program writes: a state never written is state dropped
     for op in main.block_specializations[main.opset].operations:
         ops[op.type] += 1
+        if op.type == "write_state":
+            state_writes.update(a.name for a in op.inputs["input"].arguments)
         # Plain weights are `const` ops (`val`); quantized ones are `constexpr_*` ops holding int8 data.
         attrs = ("val",) if op.type == "const" else ("quantized_data", "data") if op.type.startswith("constexpr_") \
             else ()
@@ -91,6 +126,10 @@ def inspect_mlpackage(path: Path) -> dict:
     return {
         "spec_version": spec.specificationVersion, "opset": main.opset,
         "inputs": {i.name: list(i.type.multiArrayType.shape) for i in spec.description.input},
+        "states": {s.name: {"shape": list(s.type.stateType.arrayType.shape),
+                            "dtype": ArrayFeatureType.ArrayDataType.Name(s.type.stateType.arrayType.dataType)}
+                   for s in spec.description.state},
+        "state_writes": sorted(state_writes),
         "outputs": [o.name for o in spec.description.output],
         "op_counts": dict(sorted(ops.items())), "weight_dtypes": dict(weight_dtypes),
         "int8_weights": {op: [sum(n in int8_values for n in names), len(names)] for op, names in weight_inputs.items()},

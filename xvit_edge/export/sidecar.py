@@ -43,9 +43,15 @@ def build_sidecar(artifact: str, target: str, precision: str, config: XViTConfig
         io["input"] = {"name": "frame", "shape": [1, config.in_chans, s, s], "dtype": "float32",
                        "layout": "(batch, RGB channels, height, width): one frame, normalised with preprocessing"}
         io["state_shapes"] = StreamState.shapes(config)
-        io["state"] = {"inputs": list(STATE_NAMES), "outputs": list(OUTPUT_NAMES[1:]), "initial": "zeros",
-                       "signature": f"({', '.join(INPUT_NAMES)}) -> ({', '.join(OUTPUT_NAMES)}); "
-                                    "feed each *_out back as the next frame's input of the same name"}
+        if target == "coreml":  # the model keeps its state: a runtime neither feeds nor reads it
+            io["state"] = {"storage": "internal (Core ML states)", "names": list(STATE_NAMES), "dtype": "float16",
+                           "initial": "zeros",
+                           "signature": "(frame) -> (logits); one Core ML state per stream (MLModel.makeState(), "
+                                        "iOS 18+), passed to every prediction of that stream"}
+        else:
+            io["state"] = {"inputs": list(STATE_NAMES), "outputs": list(OUTPUT_NAMES[1:]), "initial": "zeros",
+                           "signature": f"({', '.join(INPUT_NAMES)}) -> ({', '.join(OUTPUT_NAMES)}); "
+                                        "feed each *_out back as the next frame's input of the same name"}
     return {
         "format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "artifact": artifact, "target": target,
         "precision": precision, "mode": mode, "config": config.to_dict(), "labels": list(labels),

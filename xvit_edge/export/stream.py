@@ -1,10 +1,13 @@
-"""Stream mode: exporting the incremental step of a causal model, with its state as explicit tensors.
+"""Stream mode: exporting the incremental step of a causal model.
 
-The artifact's `forward(frame, keys, values, frame_tokens) -> (logits, keys_out, values_out,
-frame_tokens_out)`; a runtime feeds each `*_out` back as the next frame's input of the same name. ONNX
-needs the outputs to be named apart from the inputs, hence the suffix. It is verified the only way that
-catches dropped state: by streaming more frames than the clip holds through the artifact, the state fed
-back each time, against the eager step.
+ExecuTorch and ONNX: the artifact's `forward(frame, keys, values, frame_tokens) -> (logits, keys_out,
+values_out, frame_tokens_out)`, the state as explicit tensors; a runtime feeds each `*_out` back as the next
+frame's input of the same name. ONNX needs the outputs to be named apart from the inputs, hence the suffix.
+It is verified the only way that catches dropped state: by streaming more frames than the clip holds through
+the artifact, the state fed back each time, against the eager step.
+
+Core ML (iOS 18+): `StatefulStep`, `forward(frame) -> logits`, the state kept inside the model as Core ML
+states, so a runtime feeds frames only.
 """
 
 from __future__ import annotations
@@ -25,6 +28,26 @@ OUTPUT_NAMES = ("logits", *(f"{n}_out" for n in STATE_NAMES))
 EXTRA_FRAMES = 3
 
 Call = Callable[[Sequence[torch.Tensor]], Sequence[torch.Tensor]]
+
+
+class StatefulStep(torch.nn.Module):
+    """`forward(frame) -> logits`: the streaming step with its state in buffers named as `STATE_NAMES`,
+    overwritten whole after every frame. coremltools turns such mutable buffers into Core ML states; a fresh
+    module (like a fresh Core ML state) starts from zeros."""
+
+    def __init__(self, model: XViT) -> None:
+        super().__init__()
+        self.step = StreamingStep(model)
+        for name, tensor in zip(STATE_NAMES, StreamState.zeros(model.config).as_tuple()):
+            self.register_buffer(name, tensor)
+
+    def forward(self, frame: torch.Tensor) -> torch.Tensor:
+        logits, *state = self.step(frame, *(getattr(self, n) for n in STATE_NAMES))
+        # Whole-tensor copies: torch.export records each as one buffer mutation, which coremltools converts
+        # into one write of the matching Core ML state at the end of the program.
+        for name, value in zip(STATE_NAMES, state):
+            getattr(self, name).copy_(value)
+        return logits
 
 
 def not_streamable_message(config: XViTConfig) -> str:

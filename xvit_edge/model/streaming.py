@@ -3,7 +3,8 @@
 A causal model's frame t borrows key/value channels from frames t-1 and t-2 only, so a stream can carry,
 per block, the keys and values of the last two frames, plus the class tokens of the last T frames for the
 temporal head. All of it is explicit tensors in and out of `StreamingStep.forward`, so the same step exports
-to ExecuTorch, ONNX and Core ML (hidden module buffers would not survive every exporter).
+to ExecuTorch and ONNX (hidden module buffers would not survive every exporter); for Core ML, which has model
+states, `xvit_edge.export.stream.StatefulStep` keeps it in buffers instead.
 
 After exactly T frames from a fresh state the logits equal the whole-clip forward on those T frames: the
 zero state plays the part of the clip's zero padding. Later, the stream keeps its history (a frame's features
