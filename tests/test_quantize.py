@@ -16,14 +16,12 @@ from xvit_edge.export.verify import sqnr_db
 from xvit_edge.model.weights import CheckpointError, load_checkpoint, save_checkpoint
 from xvit_edge.quantize import (
     ObserverGuard,
-    QuantizeOptions,
     calibrate,
     convert,
     load_quantized,
     op_precisions,
     prepare,
     qat_step,
-    quantization_benchmark,
     save_quantized,
 )
 from xvit_edge.quantize.__main__ import main
@@ -224,11 +222,18 @@ def test_cli_ptq_writes_a_loadable_quantized_checkpoint(tiny_data, tmp_path, cap
     assert set(scheme["metrics"]["val"]) >= {"sqnr_db", "top1_agreement", "fp32_top1", "int8_top1"}
 
 
-def test_quantization_benchmark_on_tiny_data(tiny_data, tmp_path):
-    out = tmp_path / "bench" / "quantization.json"
-    options = QuantizeOptions(batch_size=4, calib_batches=1, epochs=1, max_steps=2, workers=0)
-    results = quantization_benchmark(tiny_data / "fp32.pt", tiny_data / "data", out, options)
-    assert json.loads(out.read_text())["ptq"]["top1"] == results["ptq"]["top1"]
+def test_quantization_benchmark_on_tiny_data(tiny_data, tmp_path, capsys):
+    """Through its command, `python -m xvit_edge.bench.quantization` (2 QAT steps: 8 clips, batches of 4)."""
+    from xvit_edge.bench.quantization import main as bench_main
+
+    args = ["--checkpoint", str(tiny_data / "fp32.pt"), "--data", str(tiny_data / "data"), "--out",
+            str(tmp_path / "bench"), "--tag", "tiny", "--batch-size", "4", "--calib-batches", "1", "--workers", "0"]
+    assert bench_main(args) == 0
+    assert "QAT int8" in capsys.readouterr().out
+    results = json.loads((tmp_path / "bench" / "quantization_tiny.json").read_text())
+    assert results["checkpoint"] == "fp32.pt" and "fp32.pt" in results["source"]
+    assert bench_main([*args[:3], str(tmp_path / "missing"), *args[4:]]) == 2
+    assert "does not exist" in capsys.readouterr().err
     for mode in ("ptq", "qat"):
         r = results[mode]
         assert 0.0 <= r["top1"] <= 1.0 and 0.0 <= r["top1_agreement"] <= 1.0 and r["clips"] == 4

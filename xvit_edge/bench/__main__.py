@@ -5,7 +5,8 @@ Writes `bench/results.json`, PNG plots and `bench/results.md` (the table the REA
 2. deployment: latency and size of eager, ExecuTorch and ONNX fp32 and int8 with each thread count; Core ML
    size and ops; for the preset (random weights) and for the shipped default checkpoint;
 3. accuracy: quoted from every `accuracy*.json` and `quantization*.json`, written by
-   `python -m xvit_edge.bench.accuracy [--quantize MODEL]` (it trains models: far longer than this command);
+   `python -m xvit_edge.bench.accuracy [--quantize MODEL]` and `python -m xvit_edge.bench.quantization` (they
+   train models: far longer than this command);
 4. streaming: per-frame cost of incremental vs clip mode, end-to-end fps on a real 720p clip, memory over a long stream;
 5. the machine's GEMM peak, and each model's achieved GFLOP/s as a fraction of it.
 Each figure records how it was measured (warm-up, repeats, threads).
