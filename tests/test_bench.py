@@ -36,12 +36,13 @@ def test_bench_quick_writes_results_table_and_plot(tmp_path):
     assert s["per_frame"][0]["clip_over_incremental"]["eager"] > 0
     e2e = s["end_to_end"][0]
     assert e2e["resolution"] == [1280, 720] and e2e["frames"] == 40 and e2e["fps"] > 0
+    assert [r["model"] for r in s["end_to_end"]] == ["xvit_test (random weights)", "xvit_edge_nano_synthetic.pt"]
     assert s["memory"]["frames"] == 2000 and s["memory"]["rss_mb_at_100"] > 0
     assert (tmp_path / "streaming.png").stat().st_size > 1000
     text = readme.read_text()
     assert "old" not in text and "| mixing | 8 |" in text and text.endswith("tail\n")
     assert "the default checkpoint `xvit_edge_nano_synthetic.pt`" in text
-    assert "**Streaming**" in text and "| incremental | 1 | bigbuckbunny.mp4 1280x720 |" in text
+    assert "**Streaming**" in text and "| incremental | xvit_test (random weights) | 1 | bigbuckbunny.mp4 1280x720 |" in text
     assert "no `accuracy.json` yet" in text
     # --report-only measures nothing: it re-reads results.json and quotes the accuracy files now present
     accuracy = {"recipe": {"preset": "xvit_test", "img_size": 32, "num_frames": 4, "epochs": 1,
@@ -65,7 +66,7 @@ def test_accuracy_bench_quick_trains_scores_and_saves_a_checkpoint(tmp_path):
     assert accuracy_main(["--quick", "--out", str(tmp_path), "--models", "causal", "space_only",
                           "--save-checkpoint", str(ckpt), "--tag", "t", "--quantize", "causal"]) == 0
     results = json.loads((tmp_path / "accuracy_t.json").read_text())
-    assert set(results["models"]) == {"causal", "space_only"}
+    assert set(results["models"]) == {"causal", "space_only"} and results["complete"] is True
     space = results["models"]["space_only"]
     assert space["clips"] == 24 and space["direction_accuracy"] == 0.5
     assert results["models"]["causal"]["config"]["causal"] is True

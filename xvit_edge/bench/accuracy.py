@@ -112,8 +112,10 @@ def held_out_scores(model: torch.nn.Module, val_dir: Path, labels: list[str], pr
 
 
 def run(recipe: Recipe, data: Path | None, work: Path, variants: list[str], threads: int,
-        save: Path | None = None, save_variant: str = "causal", command: str = "") -> dict[str, Any]:
-    """Generate (if needed), train and evaluate every variant; returns the results dict."""
+        save: Path | None = None, save_variant: str = "causal", command: str = "",
+        on_model: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Generate (if needed), train and evaluate every variant; returns the results dict. `on_model` gets the
+    results so far after each variant (a long run keeps what it finished if it is stopped)."""
     from ..train.loop import TrainConfig, train
 
     torch.set_num_threads(threads)
@@ -151,6 +153,8 @@ def run(recipe: Recipe, data: Path | None, work: Path, variants: list[str], thre
             save_checkpoint(save, model, meta.labels, meta.preprocessing, storage_dtype=torch.float16,
                             provenance=provenance)
             results["checkpoint"] = {"path": str(save), "variant": variant}
+        if on_model is not None:
+            on_model(results)
     return results
 
 
@@ -273,8 +277,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         command = " ".join(["python -m xvit_edge.bench.accuracy", *_portable(argv if argv is not None else sys.argv[1:])])
+        stem = f"accuracy_{args.tag}" if args.tag else "accuracy"
+
+        def write_partial(partial: dict[str, Any]) -> None:
+            done = list(partial["models"])
+            partial = {**partial, "quick": args.quick, "models_planned": args.models,
+                       "complete": len(done) == len(args.models)}
+            (args.out / f"{stem}.json").write_text(json.dumps(partial, indent=2))
+            log.info("wrote %s (%s of %s trained)", args.out / f"{stem}.json", done, args.models)
+
         results = run(recipe, args.data, work, args.models, args.threads, args.save_checkpoint,
-                      args.checkpoint_model, command)
+                      args.checkpoint_model, command, on_model=write_partial)
         if args.quantize:
             from ..quantize import quantization_benchmark
 
@@ -284,9 +297,8 @@ def main(argv: list[str] | None = None) -> int:
                                        source=f", the {args.quantize} model of `{command}`")
             print(f"int8 ({args.quantize}): fp32 {100 * q['fp32']['top1']:.1f}%, PTQ {100 * q['ptq']['top1']:.1f}%, "
                   f"QAT {100 * q['qat']['top1']:.1f}%")
-    results["quick"] = args.quick
+    results.update(quick=args.quick, models_planned=args.models, complete=True)
     results["elapsed_s"] = round(time.time() - started, 1)
-    stem = f"accuracy_{args.tag}" if args.tag else "accuracy"
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / f"{stem}.png")
     for name, m in results["models"].items():

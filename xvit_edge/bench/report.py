@@ -86,6 +86,9 @@ def accuracy_lines(runs: list[dict] | None, quantization: list[dict] | None = No
             lines.append(f"| {name} | {m['params'] / 1e6:.2f} | {100 * m['top1']:.1f}% | "
                          f"{100 * m['direction_accuracy']:.1f}% | {100 * m['pair_accuracy']:.1f}% | {m['clips']} | "
                          f"{m['train_seconds']:.0f} |")
+        missing = [n for n in acc.get("models_planned", []) if n not in acc["models"]]
+        if missing:
+            lines += ["", f"This run was stopped before it trained {', '.join(missing)}."]
     for q in quantization or []:
         lines += ["", f"**int8** (`xvit_edge.quantize.quantization_benchmark`: PTQ on "
                   f"{q['options']['calib_batches']} calibration batches, QAT {q['options']['epochs']} epoch at lr "
