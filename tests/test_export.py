@@ -47,6 +47,7 @@ def test_export_verifies_against_eager(model, tmp_path, target, precision):
         assert spec["weight_dtypes"] == {"FLOAT16" if precision == "fp16" else "FLOAT32": spec["weight_dtypes"].get(
             "FLOAT16" if precision == "fp16" else "FLOAT32")}
         assert spec["labels"] == LABELS and spec["inputs"] == {"video": [1, 4, 3, 32, 32]}
+        assert spec["input_dtypes"] == {"video": "FLOAT32"}  # fp32 in, as the sidecar says, even for fp16
         assert "not run" in sidecar["verification"]["parity"]["numeric"]
         return
     # Re-run the artifact on fresh clips, independently of the exporter's own check.
@@ -250,6 +251,7 @@ def test_stream_export_to_coreml_is_a_stateful_model(causal_test_model, tmp_path
     spec = inspect_mlpackage(art.path)  # the saved package, read back
     assert spec == art.report["coreml"]
     assert spec["inputs"] == {"frame": [1, 3, 32, 32]} and spec["outputs"] == ["logits"]
+    assert spec["input_dtypes"] == {"frame": "FLOAT32"}
     assert spec["states"] == {"keys": {"shape": [2, 1, 2, 17, 32], "dtype": "FLOAT16"},
                               "values": {"shape": [2, 1, 2, 17, 32], "dtype": "FLOAT16"},
                               "frame_tokens": {"shape": [1, 4, 32], "dtype": "FLOAT16"}}

@@ -212,6 +212,8 @@ def _check_coreml(spec: dict, cfg, labels: list[str], precision: str, mode: str 
     problems = []
     if spec["inputs"] != inputs:
         problems.append(f"inputs are {spec['inputs']}, expected {inputs}")
+    if set(spec["input_dtypes"].values()) != {"FLOAT32"}:  # what the sidecar promises a runtime
+        problems.append(f"input types are {spec['input_dtypes']}, expected FLOAT32")
     if spec["states"] != states:
         problems.append(f"states are {spec['states']}, expected {states}")
     if sorted(states) != spec["state_writes"]:

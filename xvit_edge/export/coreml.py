@@ -59,7 +59,9 @@ def export_mlpackage(model: torch.nn.Module, example: torch.Tensor | tuple[torch
         stateful = {"states": states, "pass_pipeline": pipeline}
     mlmodel = ct.convert(
         program,
-        inputs=[ct.TensorType(name=n, shape=tuple(x.shape)) for n, x in zip(input_names, example)],
+        # fp32 inputs, as the sidecar and the preprocessing promise: with fp16 compute coremltools would make
+        # them fp16 by default, and an app filling an fp32 MLMultiArray would then need to convert it.
+        inputs=[ct.TensorType(name=n, shape=tuple(x.shape), dtype=np.float32) for n, x in zip(input_names, example)],
         outputs=[ct.TensorType(name=n) for n in output_names] if output_names else None,
         classifier_config=None if output_names else ct.ClassifierConfig(list(labels)),
         minimum_deployment_target=ct.target.iOS18 if state_names else ct.target.iOS17,
@@ -126,6 +128,8 @@ def inspect_mlpackage(path: Path) -> dict:
     return {
         "spec_version": spec.specificationVersion, "opset": main.opset,
         "inputs": {i.name: list(i.type.multiArrayType.shape) for i in spec.description.input},
+        "input_dtypes": {i.name: ArrayFeatureType.ArrayDataType.Name(i.type.multiArrayType.dataType)
+                         for i in spec.description.input},
         "states": {s.name: {"shape": list(s.type.stateType.arrayType.shape),
                             "dtype": ArrayFeatureType.ArrayDataType.Name(s.type.stateType.arrayType.dataType)}
                    for s in spec.description.state},
