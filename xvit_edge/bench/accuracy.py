@@ -284,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             partial = {**partial, "quick": args.quick, "models_planned": args.models,
                        "complete": len(done) == len(args.models)}
             (args.out / f"{stem}.json").write_text(json.dumps(partial, indent=2))
+            plot(partial, args.out / f"{stem}.png")
             log.info("wrote %s (%s of %s trained)", args.out / f"{stem}.json", done, args.models)
 
         results = run(recipe, args.data, work, args.models, args.threads, args.save_checkpoint,
