@@ -152,7 +152,7 @@ def run(recipe: Recipe, data: Path | None, work: Path, variants: list[str], thre
             # fp16 storage: the shipped file is half the size; loading casts back to fp32
             save_checkpoint(save, model, meta.labels, meta.preprocessing, storage_dtype=torch.float16,
                             provenance=provenance)
-            results["checkpoint"] = {"path": str(save), "variant": variant}
+            results["checkpoint"] = {"file": save.name, "variant": variant}  # where it went is this machine's
         if on_model is not None:
             on_model(results)
     return results
