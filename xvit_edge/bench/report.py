@@ -53,6 +53,8 @@ def deployment_lines(d: dict) -> list[str]:
             if r.get("parity_sqnr_db") is None else f"{r['parity_sqnr_db']:.1f} dB"
         lines.append(f"| {r['form']} | {r['threads']} | {r['size_mb']:.2f} | {r['median_ms']:.2f} "
                      f"| {r['p90_ms']:.2f} | {diff} |")
+    for f in d.get("failed", []):
+        lines.append(f"| {f['form']} | | | | | refused by the export's parity check: {f['error']} |")
     c = d["coreml"]
     top = sorted(c["op_counts"].items(), key=lambda kv: -kv[1])[:8]
     return lines + ["", f"Core ML fp16 `.mlpackage`: {c['size_mb']:.2f} MB, weights {c['weight_dtypes']}, ops "
