@@ -36,7 +36,7 @@ def test_bench_quick_writes_results_table_and_plot(tmp_path):
     assert s["per_frame"][0]["clip_over_incremental"]["eager"] > 0
     e2e = s["end_to_end"][0]
     assert e2e["resolution"] == [1280, 720] and e2e["frames"] == 40 and e2e["fps"] > 0
-    assert [r["model"] for r in s["end_to_end"]] == ["xvit_test (random weights)", "xvit_edge_nano_synthetic.pt"]
+    assert [r["subject"] for r in s["end_to_end"]] == ["xvit_test (random weights)", "xvit_edge_nano_synthetic.pt"]
     assert s["memory"]["frames"] == 2000 and s["memory"]["rss_mb_at_100"] > 0
     assert (tmp_path / "streaming.png").stat().st_size > 1000
     text = readme.read_text()

@@ -251,14 +251,14 @@ def run(preset: str, threads: list[int], repeats: int, warmup: int, quick: bool,
         runs = [("incremental", default)] if quick else [("incremental", n) for n in threads] + [("clip", default)]
         result["end_to_end"] = [end_to_end(ckpt, video, m, n, 40 if quick else None, warmup=8) for m, n in runs]
         for row in result["end_to_end"]:
-            row["model"] = f"{preset} (random weights)"
+            row["subject"] = f"{preset} (random weights)"
         try:  # the shipped mobile checkpoint, as the apps run it by default
             shipped = default_checkpoint()
         except FileNotFoundError as e:
             log.warning("end-to-end run of the default checkpoint skipped: %s", e)
         else:
             row = end_to_end(shipped, video, "incremental", default, 40 if quick else None, warmup=8)
-            result["end_to_end"].append({**row, "model": shipped.name})
+            result["end_to_end"].append({**row, "subject": shipped.name})
         soak_ckpt = _causal_checkpoint(SOAK_PRESET, Path(tmp))
         frames = 2000 if quick else 10_000
         result["memory"] = _soak_in_subprocess(soak_ckpt, frames, every=max(100, frames // 50))
@@ -283,11 +283,11 @@ def markdown(result: dict) -> list[str]:
             lines.append(f"| {r['runtime']} | {p['threads']} | {r['mode']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} "
                          f"| {ratio} |")
     lines += ["", "Target: clip / incremental >= 5x.", "",
-              "| end to end | model | threads | video | frames | fps | loop median (ms) | p90 (ms) | decode (ms) "
+              "| end to end | model weights | threads | video | frames | fps | loop median (ms) | p90 (ms) | decode (ms) "
               "| preprocess (ms) | model (ms) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in e2e:
         w, h = r["resolution"]
-        lines.append(f"| {r['mode']} | {r.get('model', p['preset'])} | {r['threads']} | {r['video']} {w}x{h} | {r['frames']} "
+        lines.append(f"| {r['mode']} | {r.get('subject', p['preset'])} | {r['threads']} | {r['video']} {w}x{h} | {r['frames']} "
                      f"({r['warmup_frames']} warm-up) | {r['fps']:.1f} | {r['loop']['median_ms']:.1f} "
                      f"| {r['loop']['p90_ms']:.1f} | {r['decode_alone']['median_ms']:.1f} "
                      f"| {r['preprocess']['median_ms']:.1f} | {r['model']['median_ms']:.1f} |")
