@@ -46,8 +46,8 @@ def deployment_lines(d: dict) -> list[str]:
     else:
         what = f"`{d['preset']}`, random weights (latency does not depend on them)"
     lines = ["", f"**Deployment**, {what}, input {tuple(d['input_shape'])}; each row timed in a fresh process.", "",
-             "| form | threads | size (MB) | latency (ms) | p90 (ms) | parity (fp32: max abs diff vs eager; int8: "
-             "SQNR vs the converted int8 model) |", "|---|---|---|---|---|---|"]
+             "| form | threads | size (MB) | latency (ms) | p90 (ms) | parity (fp32: vs eager; int8: SQNR vs the "
+             "converted int8 model) |", "|---|---|---|---|---|---|"]
     for r in d["rows"]:
         diff = ("-" if r["parity_max_abs_diff"] is None else f"{r['parity_max_abs_diff']:.1e}") \
             if r.get("parity_sqnr_db") is None else f"{r['parity_sqnr_db']:.1f} dB"
