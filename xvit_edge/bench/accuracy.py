@@ -234,6 +234,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def tag_error(tag: str) -> str | None:
+    """Why `--tag` cannot name a result file, or None when it can."""
+    if tag and not tag.replace("_", "").replace("-", "").isalnum():
+        return f"--tag {tag!r}: use letters, digits, '-' and '_'"
+    return None
+
+
+def tagged(stem: str, tag: str) -> str:
+    """The name of a result file: `stem`, or `stem_TAG` for a tagged run."""
+    return f"{stem}_{tag}" if tag else stem
+
+
 def _portable(argv: list[str]) -> list[str]:
     """The command line as recorded in results and checkpoints: the recipe flags, without the flags that only
     say where files go on this machine (--out, --work, --save-checkpoint)."""
@@ -265,8 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_checkpoint and args.checkpoint_model not in args.models:
         print(f"error: --checkpoint-model {args.checkpoint_model} is not among --models", file=sys.stderr)
         return 2
-    if args.tag and not args.tag.replace("_", "").replace("-", "").isalnum():
-        print(f"error: --tag {args.tag!r}: use letters, digits, '-' and '_'", file=sys.stderr)
+    if tag_error(args.tag):
+        print(f"error: {tag_error(args.tag)}", file=sys.stderr)
         return 2
     if args.data is not None and not (args.data / "train").is_dir():
         print(f"error: {args.data} has no train/ folder; make one with python -m xvit_edge.data.synthetic",
@@ -277,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         command = " ".join(["python -m xvit_edge.bench.accuracy", *_portable(argv if argv is not None else sys.argv[1:])])
-        stem = f"accuracy_{args.tag}" if args.tag else "accuracy"
+        stem = tagged("accuracy", args.tag)
 
         def write_partial(partial: dict[str, Any]) -> None:
             done = list(partial["models"])
@@ -292,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.quantize:
             from ..quantize import quantization_benchmark
 
-            q_stem = f"quantization_{args.tag}" if args.tag else "quantization"
+            q_stem = tagged("quantization", args.tag)
             data = args.data or work / "synthetic"
             q = quantization_benchmark(work / args.quantize / "last.pt", data, args.out / f"{q_stem}.json",
                                        source=f", the {args.quantize} model of `{command}`")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ..quantize import QuantizeOptions, quantization_benchmark
+from .accuracy import tag_error, tagged
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.tag and not args.tag.replace("_", "").replace("-", "").isalnum():
-        print(f"error: --tag {args.tag!r}: use letters, digits, '-' and '_'", file=sys.stderr)
+    if tag_error(args.tag):
+        print(f"error: {tag_error(args.tag)}", file=sys.stderr)
         return 2
     for path, what in ((args.checkpoint, "checkpoint"), (args.data, "data folder")):
         if not path.exists():
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     options = QuantizeOptions(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                               calib_batches=args.calib_batches, workers=args.workers, seed=args.seed)
-    out = args.out / (f"quantization_{args.tag}.json" if args.tag else "quantization.json")
+    out = args.out / f"{tagged('quantization', args.tag)}.json"
     try:
         q = quantization_benchmark(args.checkpoint, args.data, out, options,
                                    source=f", `{args.checkpoint.name}`, on `{args.data.name}`")
