@@ -45,11 +45,9 @@ def measure(runtime: str, path: str, shape: list[int], threads: int, repeats: in
         method = Runtime.get().load_program(path).load_method("forward")
         return time_call(lambda: method.execute([x]), repeats=repeats, warmup=warmup, threads=threads).to_dict()
     if runtime == "onnxruntime":
-        import onnxruntime as ort
+        from ..export.onnx import ort_session
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        session = ort_session(path, threads)  # the session the runtime and the export's parity check use
         feed = {session.get_inputs()[0].name: x.numpy()}
         return time_call(lambda: session.run(None, feed), repeats=repeats, warmup=warmup, threads=threads).to_dict()
     raise ValueError(f"unknown runtime {runtime!r}")

@@ -58,7 +58,17 @@ def build_sidecar(artifact: str, target: str, precision: str, config: XViTConfig
         "preprocessing": preprocessing.to_dict(), **io, "frames": t, "tools": tool_versions(),
         "verification": verification,
         **({"quantization": quantization} if quantization is not None else {}),
+        **({"onnxruntime": _onnxruntime_session()} if target == "onnx" else {}),
     }
+
+
+def _onnxruntime_session() -> dict[str, Any]:
+    """How the artifact was verified and should be run with onnxruntime."""
+    from .onnx import ORT_DISABLED_OPTIMIZERS
+
+    return {"graph_optimization_level": "ORT_ENABLE_ALL", "disabled_optimizers": list(ORT_DISABLED_OPTIMIZERS),
+            "why": "QDQS8ToU8Transformer moves int8 activations to uint8 for x86 u8s8 kernels, which saturate "
+                   "on AVX2 CPUs without VNNI; leave it off (InferenceSession(..., disabled_optimizers=[...]))"}
 
 
 def write_sidecar(path: Path, sidecar: dict[str, Any]) -> None:
