@@ -102,7 +102,10 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
     except OSError as e:
         raise ExportError(f"cannot write to {out}: {e.strerror or e}") from e
     try:
-        if mode == "stream":  # the step, its example and names; verified by streaming below
+        if mode == "stream" and target == "coreml":  # frame in, logits out; the state stays inside the model
+            module, example = stream.StatefulStep(model).eval(), stream.example_inputs(cfg)[:1]
+            input_names, output_names = ["frame"], ["logits"]
+        elif mode == "stream":  # the step with its state in and out; verified by streaming below
             module, example = StreamingStep(model).eval(), stream.example_inputs(cfg)
             input_names, output_names = list(stream.INPUT_NAMES), list(stream.OUTPUT_NAMES)
         else:
@@ -151,11 +154,7 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
             else:
                 from .coreml import export_mlpackage
 
-                state_names: tuple[str, ...] = ()
-                if mode == "stream":  # frame in, logits out; the state stays inside the model (iOS 18 states)
-                    module, example = stream.StatefulStep(model).eval(), example[:1]
-                    input_names, output_names = ["frame"], ["logits"]
-                    state_names = stream.STATE_NAMES
+                state_names = stream.STATE_NAMES if mode == "stream" else ()  # iOS 18 states
                 classifier = mode == "clip"  # the step's output is logits, not a class label
                 report["coreml"] = export_mlpackage(module, example, path, labels, precision, meta, tuple(input_names),
                                                     None if classifier else tuple(output_names), state_names)
