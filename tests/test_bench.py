@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from xvit_edge.bench.__main__ import main
 from xvit_edge.bench.report import END, START
 
@@ -102,6 +104,27 @@ def test_accuracy_bench_jobs_train_the_same_models_side_by_side(tmp_path):
         assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
         assert (a["top1"], a["direction_accuracy"]) == (b["top1"], b["direction_accuracy"])
     assert accuracy_main([*common, "--jobs", "0"]) == 2
+
+
+def test_accuracy_bench_resumes_a_run_of_the_same_recipe(tmp_path, capsys):
+    """Given the same --work, a finished (or stopped) run is picked up, not retrained; a run of another
+    recipe there is refused, since continuing it would splice two learning-rate schedules."""
+    import dataclasses
+
+    from xvit_edge.bench.accuracy import QUICK, RecipeMismatch, resume_point
+    from xvit_edge.bench.accuracy import main as accuracy_main
+
+    common = ["--quick", "--out", str(tmp_path), "--work", str(tmp_path / "work"), "--models", "space_only"]
+    assert accuracy_main([*common, "--tag", "a"]) == 0
+    assert accuracy_main([*common, "--tag", "b"]) == 0
+    a, b = (json.loads((tmp_path / f"accuracy_{t}.json").read_text())["models"]["space_only"] for t in "ab")
+    assert a["resumed_at_epoch"] is None and b["resumed_at_epoch"] == QUICK.epochs == len(b["history"])
+    assert b["top1"] == a["top1"] and b["history"] == a["history"]
+    other = dataclasses.replace(QUICK, lr=QUICK.lr / 2)
+    with pytest.raises(RecipeMismatch, match="another recipe"):
+        resume_point(tmp_path / "work" / "space_only", other, "space_only")
+    assert resume_point(tmp_path / "fresh", other, "space_only") is None  # stamps the new run's recipe
+    assert json.loads((tmp_path / "fresh" / "recipe.json").read_text())["recipe"]["lr"] == QUICK.lr / 2
 
 
 def test_accuracy_bench_refuses_a_folder_without_clips(tmp_path, capsys):

@@ -111,6 +111,28 @@ def held_out_scores(model: torch.nn.Module, val_dir: Path, labels: list[str], pr
             "clips": len(targets), "skipped": skipped, "per_class_top1": per_class}
 
 
+class RecipeMismatch(ValueError):
+    """A `--work` folder holds a training run of another recipe."""
+
+
+def resume_point(run_dir: Path, recipe: Recipe, variant: str) -> str | None:
+    """The checkpoint to resume `variant` from when `run_dir` (under `--work`) holds a run of this same recipe
+    (a stopped benchmark picks up where it stopped; a finished one is only evaluated again), else None. A run
+    of another recipe there is refused: continuing it would mix two learning-rate schedules."""
+    stamp = run_dir / "recipe.json"
+    wanted = json.loads(json.dumps({"recipe": dataclasses.asdict(recipe), "variant": variant}))
+    last = run_dir / "last.pt"
+    if last.is_file():
+        found = json.loads(stamp.read_text()) if stamp.is_file() else None
+        if found != wanted:
+            raise RecipeMismatch(f"{run_dir} holds a training run of another recipe ({stamp.name}: "
+                             f"{found.get('recipe') if found else 'missing'}); give another --work folder")
+        return str(last)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(wanted, indent=2))
+    return None
+
+
 def _train_one(recipe: Recipe, data: Path, work: Path, variant: str, threads: int, save: Path | None,
                data_meta: dict[str, Any] | None, command: str) -> dict[str, Any]:
     """Train and evaluate one variant (in this process or a worker of `--jobs`); saves it to `save` if given.
@@ -121,12 +143,14 @@ def _train_one(recipe: Recipe, data: Path, work: Path, variant: str, threads: in
     if not logging.getLogger().handlers:  # a spawned worker starts without the parent's logging setup
         logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{variant}] %(name)s: %(message)s")
     started = time.time()
+    resume = resume_point(work / variant, recipe, variant)
     cfg = TrainConfig(train_data=str(data / "train"), val_data=str(data / "val"), out=str(work / variant),
                       preset=recipe.preset, model_overrides=config_overrides(recipe, variant),
                       epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
                       warmup_epochs=recipe.warmup_epochs, scratch_init=recipe.scratch_init, seed=recipe.seed,
-                      workers=1, device="cpu")
-    log.info("training %s: %s", variant, cfg.model_overrides)
+                      workers=1, device="cpu", resume=resume)
+    log.info("training %s: %s%s", variant, cfg.model_overrides, f" (resuming {resume})" if resume else "")
+    resume_epoch = load_checkpoint(resume)[1].extra["train_state"]["epoch"] if resume else None
     trained = train(cfg)
     model, meta = load_checkpoint(work / variant / "last.pt")
     scores = held_out_scores(model, data / "val", meta.labels, meta.preprocessing, recipe.batch_size)
@@ -142,6 +166,7 @@ def _train_one(recipe: Recipe, data: Path, work: Path, variant: str, threads: in
                         provenance=provenance)
     return {"config": cfg.model_overrides, "params": sum(p.numel() for p in model.parameters()),
             "train_seconds": round(time.time() - started, 1), "threads": threads,
+            "resumed_at_epoch": resume_epoch,
             "history": trained.state["history"], **scores}
 
 
@@ -158,8 +183,14 @@ def run(recipe: Recipe, data: Path | None, work: Path, variants: list[str], thre
     generated = data is None
     if generated:
         data = work / "synthetic"
-        write_dataset(data, classes=recipe.classes, train_per_class=recipe.train_per_class, val_per_class=recipe.val_per_class,
-                      frames=recipe.source_frames, size=recipe.source_size, seed=recipe.seed)
+        settings = dict(classes=list(recipe.classes), train_per_class=recipe.train_per_class,
+                        val_per_class=recipe.val_per_class, frames=recipe.source_frames, size=recipe.source_size,
+                        seed=recipe.seed)
+        meta_found = json.loads((data / "meta.json").read_text()) if (data / "meta.json").is_file() else {}
+        if all(meta_found.get(k) == v for k, v in settings.items()):  # written whole: meta.json comes last
+            log.info("reusing the benchmark already generated in %s", data)
+        else:
+            write_dataset(data, **settings)
     meta_file = data / "meta.json"
     jobs = max(1, min(jobs, len(variants)))
     results: dict[str, Any] = {"recipe": dataclasses.asdict(recipe), "data": "generated" if generated else data.name,
@@ -237,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("bench"), help="folder for accuracy.json and accuracy.png")
     p.add_argument("--tag", default="", help="name the results accuracy_TAG.json / .png, so several runs (e.g. one "
                    "class pair and all classes) sit side by side; python -m xvit_edge.bench quotes them all")
-    p.add_argument("--work", type=Path, help="folder for generated data and training runs (default: a temporary one)")
+    p.add_argument("--work", type=Path, help="folder for generated data and training runs (default: a temporary "
+                   "one); run the same command with the same --work again to resume a stopped run")
     p.add_argument("--models", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="models to train")
     p.add_argument("--preset", default=d.preset, help="architecture shared by every model")
     p.add_argument("--img-size", type=int, default=d.img_size, help="input size the models are trained at")
@@ -338,8 +370,12 @@ def main(argv: list[str] | None = None) -> int:
             plot(partial, args.out / f"{stem}.png")
             log.info("wrote %s (%s of %s trained)", args.out / f"{stem}.json", done, args.models)
 
-        results = run(recipe, args.data, work, args.models, args.threads, args.save_checkpoint,
-                      args.checkpoint_model, command, on_model=write_partial, jobs=args.jobs)
+        try:
+            results = run(recipe, args.data, work, args.models, args.threads, args.save_checkpoint,
+                          args.checkpoint_model, command, on_model=write_partial, jobs=args.jobs)
+        except RecipeMismatch as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         if args.quantize:
             from ..quantize import quantization_benchmark
 
