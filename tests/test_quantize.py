@@ -107,10 +107,12 @@ def test_converted_matches_fake_quant_and_the_documented_op_split(model, trained
     assert (fake.argmax(-1) == int8.argmax(-1)).float().mean() >= 0.99
     assert math.isfinite(sqnr_db(fp32, int8))
     ops = op_precisions(q.converted)
-    assert {"linear", "conv2d", "cat", "mul"} <= set(ops["int8"])
-    # The adds (residual stream, position embedding) stay float on purpose: see scheme.FLOAT_OPS.
-    assert {"layer_norm", "softmax", "matmul", "gelu", "add"} <= set(ops["float"])
-    assert not {"linear", "conv2d"} & set(ops["float"]) and not {"layer_norm", "softmax", "add"} & set(ops["int8"])
+    assert {"linear", "conv2d", "mul"} <= set(ops["int8"])
+    # The adds (residual stream, position embedding) and the cats (class token, the mixing's channel groups)
+    # stay float on purpose: see scheme.FLOAT_OPS.
+    assert {"layer_norm", "softmax", "matmul", "gelu", "add", "cat"} <= set(ops["float"])
+    assert not {"linear", "conv2d"} & set(ops["float"])
+    assert not {"layer_norm", "softmax", "add", "cat"} & set(ops["int8"])
 
 
 @pytest.mark.filterwarnings("ignore:torch.inf detected")  # the histogram observer meeting the overflow
@@ -239,4 +241,5 @@ def test_quantization_benchmark_on_tiny_data(tiny_data, tmp_path, capsys):
         assert 0.0 <= r["top1"] <= 1.0 and 0.0 <= r["top1_agreement"] <= 1.0 and r["clips"] == 4
         assert math.isfinite(r["sqnr_db"]) and r["skipped_batches"] == 0 and "linear" in r["ops"]["int8"]
     assert 0.0 <= results["fp32"]["top1"] <= 1.0 and results["qat"]["history"][0]["step"] == 2
-    assert math.isfinite(results["ptq_adds_int8"]["sqnr_db"])  # the ablation behind scheme.FLOAT_OPS
+    for ablation in ("ptq_adds_int8", "ptq_cats_int8"):  # the ablations behind scheme.FLOAT_OPS
+        assert math.isfinite(results[ablation]["sqnr_db"])

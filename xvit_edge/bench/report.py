@@ -99,7 +99,8 @@ def accuracy_lines(runs: list[dict] | None, quantization: list[dict] | None = No
                   "clips:", "",
                   "| model | top-1 | change vs fp32 | SQNR (dB) | top-1 agreement |", "|---|---|---|---|---|",
                   f"| fp32 | {100 * q['fp32']['top1']:.1f}% | | | |"]
-        rows = {"ptq": "PTQ int8", "qat": "QAT int8", "ptq_adds_int8": "PTQ int8, adds in int8 too (ablation)"}
+        rows = {"ptq": "PTQ int8", "qat": "QAT int8", "ptq_adds_int8": "PTQ int8, adds in int8 too (ablation)",
+                "ptq_cats_int8": "PTQ int8, cats in int8 too (ablation)"}
         for mode, title in rows.items():
             if mode not in q:  # results written before the ablation existed
                 continue

@@ -11,10 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..export.sidecar import tool_versions
 from ..model.weights import load_checkpoint
 from .checkpoint import scheme_of
 from .pipeline import QuantizeOptions, load_data, quantize
+from .scheme import FLOAT_OPS
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +55,13 @@ def quantization_benchmark(checkpoint: str | os.PathLike, data_dir: str | os.Pat
         if mode == "qat":
             results[mode]["history"] = q.metrics["history"]
             results[mode]["int8_vs_fake_quant_sqnr_db"] = q.metrics["int8_vs_fake_quant"]["sqnr_db"]
-    # Ablation: why the adds stay float (scheme.FLOAT_OPS): the same PTQ with them in int8 too.
-    t0 = time.time()
-    val = quantize(model, data, "ptq", options, float_ops=()).metrics["val"]
-    results["ptq_adds_int8"] = {"top1": val["int8_top1"], "sqnr_db": val["sqnr_db"],
-                                "top1_agreement": val["top1_agreement"], "clips": val["clips"],
-                                "seconds": round(time.time() - t0, 1)}
+    # Ablations: why the adds and the cats stay float (scheme.FLOAT_OPS): the same PTQ with each in int8 too.
+    for name, op in (("ptq_adds_int8", torch.ops.aten.add.Tensor), ("ptq_cats_int8", torch.ops.aten.cat.default)):
+        t0 = time.time()
+        val = quantize(model, data, "ptq", options, float_ops=tuple(o for o in FLOAT_OPS if o != op)).metrics["val"]
+        results[name] = {"top1": val["int8_top1"], "sqnr_db": val["sqnr_db"],
+                         "top1_agreement": val["top1_agreement"], "clips": val["clips"],
+                         "seconds": round(time.time() - t0, 1)}
     results["elapsed_s"] = round(time.time() - started, 1)
     log.info("quantization benchmark: fp32 %.1f%%, PTQ int8 %.1f%% (%.1f dB), QAT int8 %.1f%% (%.1f dB)",
              100 * results["fp32"]["top1"], 100 * results["ptq"]["top1"], results["ptq"]["sqnr_db"],
