@@ -76,9 +76,11 @@ def accuracy_lines(runs: list[dict] | None, quantization: list[dict] | None = No
         kind = (f"{len(classes)} classes in {len(classes) // 2} time-reversed pairs" if len(classes) > 2
                 else f"one time-reversed pair: {' vs '.join(classes)}")
         clips = f"{data.get('train_per_class', '?')} + {data.get('val_per_class', '?')} clips per class"
+        threads = (f"{acc['jobs']} models at a time, {acc['threads'] // acc['jobs']} thread(s) each"
+                   if acc.get("jobs", 1) > 1 else f"{acc['threads']} threads")
         lines += ["", f"**Accuracy on the synthetic temporal benchmark**, {kind} ({clips}): `{r['preset']}` at "
                   f"{r['img_size']} px, T={r['num_frames']}, {r['epochs']} epochs from scratch "
-                  f"({r.get('scratch_init', 'timm')} init), {acc['threads']} threads"
+                  f"({r.get('scratch_init', 'timm')} init), {threads}"
                   f"{' (--quick: a pipeline check, not an accuracy figure)' if acc.get('quick') else ''}. "
                   f"`{acc.get('command', 'python -m xvit_edge.bench.accuracy')}`. Direction: the true class "
                   "scores above its time-reversed partner (50% = blind to order).", "",
