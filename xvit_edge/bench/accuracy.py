@@ -177,8 +177,8 @@ def run(recipe: Recipe, data: Path | None, work: Path, variants: list[str], thre
     results so far after each variant (a long run keeps what it finished if it is stopped).
 
     `jobs` > 1 trains that many variants at once, each in its own process with `threads // jobs` threads: the
-    small matrices of a mobile model keep two threads of one process far from twice as busy, so two models side
-    by side finish sooner than one after the other. The recipe, data and seeds are the same either way."""
+    small matrices of a mobile model leave a second thread of one process partly idle, so side by side uses
+    the cores better. The recipe, data, seeds and results are the same either way."""
     torch.set_num_threads(threads)
     generated = data is None
     if generated:
@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads for training, "
                    "shared by the --jobs processes")
     p.add_argument("--jobs", type=int, default=1, help="train this many models at once, each in its own process "
-                   "with threads/jobs threads (on 2 cores, 2 jobs finish two small models sooner than 1 job)")
+                   "with threads/jobs threads (small models leave a second thread of one process partly idle)")
     p.add_argument("--save-checkpoint", type=Path, metavar="PATH",
                    help="also save the trained --checkpoint-model here (xvit_edge checkpoint format)")
     p.add_argument("--checkpoint-model", default="causal", choices=list(VARIANTS),
