@@ -105,3 +105,28 @@ def stream_artifacts(causal_test_model, tmp_path_factory):
     arts = {target: export(causal_test_model, labels, pre, target, out, mode="stream", samples=2)
             for target in ("executorch", "onnx")}
     return {"checkpoint": out / "causal.pt", "labels": labels, "preprocessing": pre, **arts}
+
+
+@pytest.fixture(scope="session")
+def int8_stream(causal_test_model, tmp_path_factory):
+    """A PTQ int8 checkpoint of the causal test model (clip graph and streaming step calibrated on seeded
+    synthetic clips), the quantized model it was saved from (`ptq`) and rebuilt from it (`quantized`), and its
+    int8 step exported to ExecuTorch (built once)."""
+    from xvit_edge import Preprocessing
+    from xvit_edge.export import export
+    from xvit_edge.export.verify import sample_inputs
+    from xvit_edge.quantize import load_quantized, quantize_ptq, save_quantized
+
+    out = tmp_path_factory.mktemp("int8_stream")
+    cfg = causal_test_model.config
+    labels = [f"action_{i}" for i in range(cfg.num_classes)]
+    pre = Preprocessing.for_size(cfg.img_size, mean=(0.5,) * 3, std=(0.5,) * 3)
+    clips = torch.cat(sample_inputs(cfg, 8, seed=11, preprocessing=pre))
+    q = quantize_ptq(causal_test_model, [clips[:4], clips[4:]], max_batches=2)
+    assert q.step_converted is not None
+    save_quantized(out / "int8.pt", q, labels, pre)
+    quantized = load_quantized(out / "int8.pt", stream=True)
+    art = export(causal_test_model, labels, pre, "executorch", out, "int8", mode="stream", samples=2,
+                 quantized=quantized)
+    return {"checkpoint": out / "int8.pt", "ptq": q, "quantized": quantized, "labels": labels, "preprocessing": pre,
+            "executorch": art}

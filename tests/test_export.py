@@ -135,7 +135,7 @@ def test_int8_onnx_of_the_shipped_checkpoint_passes_parity(tmp_path):
     cfg = model.config
     g = torch.Generator().manual_seed(0)
     ptq = quantize_ptq(model, [torch.randn(4, cfg.num_frames, 3, cfg.img_size, cfg.img_size, generator=g)
-                               for _ in range(2)], max_batches=2)
+                               for _ in range(2)], max_batches=2, stream=False)
     save_quantized(tmp_path / "int8.pt", ptq, meta.labels, meta.preprocessing)
     q = load_quantized(tmp_path / "int8.pt")
     art = export(model, meta.labels, meta.preprocessing, "onnx", tmp_path, "int8", samples=4, quantized=q)
@@ -260,6 +260,67 @@ def test_stream_export_carries_the_state_like_the_eager_step(stream_artifacts, c
         assert {p.key: p.value for p in proto.metadata_props}["mode"] == "stream"
 
 
+@pytest.mark.parametrize("target", ["executorch", "onnx", "coreml"])
+def test_int8_stream_export_verifies_against_the_converted_step(int8_stream, tmp_path, target):
+    """int8 stream mode: ExecuTorch and ONNX export the separately calibrated int8 step, streamed against the
+    converted step (PyTorch) with its state fed back; Core ML gets weight-only int8 of the stateful step.
+    (The ExecuTorch artifact is the session fixture's, made by the same `export` call.)"""
+    from xvit_edge.export.executorch import load_pte
+    from xvit_edge.export.onnx import load_onnx
+    from xvit_edge.export.stream import stream_outputs
+
+    q = int8_stream["quantized"]
+    float_model, meta = load_checkpoint(int8_stream["checkpoint"])
+    art = int8_stream["executorch"] if target == "executorch" else export(
+        float_model, LABELS, meta.preprocessing, target, tmp_path, "int8", mode="stream", samples=2, quantized=q)
+    sidecar = read_sidecar(art.sidecar)
+    assert sidecar["mode"] == "stream" and sidecar["precision"] == "int8"
+    assert art.path.name.startswith("xvit_test_int8_stream")
+    if target == "coreml":
+        spec = art.report["coreml"]
+        assert spec["int8_weights"]["linear"][0] == spec["int8_weights"]["linear"][1] > 0
+        assert spec["int8_weights"]["conv"] == [1, 1] and "INT8" in spec["weight_dtypes"]
+        assert spec["state_writes"] == ["frame_tokens", "keys", "values"] and spec["outputs"] == ["logits"]
+        assert "weight-only" in sidecar["quantization"]["scheme"]
+        return
+    quant = sidecar["quantization"]
+    assert quant["mode"] == "ptq" and quant["weights_from"] == "ptq checkpoint" and "linear" in quant["ops"]["int8"]
+    assert "cat" in quant["ops"]["float"]
+    parity = sidecar["verification"]["parity"]
+    assert parity["reference"] == "the converted int8 step (PyTorch)" and parity["streams"] == 2
+    assert parity["sqnr_db"] >= 30 and parity["top1_agreement"] >= 0.99
+    # Re-run on a fresh stream, independently of the exporter's check; the int8 step is not the float one.
+    cfg = q.config
+    frames = torch.randn(1, cfg.num_frames + 3, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        want, _ = stream_outputs(lambda xs: q.converted_step(*xs), frames, cfg)
+    got, _ = stream_outputs((load_pte if target == "executorch" else load_onnx)(art.path), frames, cfg)
+    again = compare(want, got)
+    assert again["sqnr_db"] >= 30 and again["top1_agreement"] >= 0.99, again
+    assert 15 < sidecar["verification"]["int8_vs_fp32"]["sqnr_db"] < parity["sqnr_db"]  # int8 is not fp32
+    if target == "executorch":
+        quant_ops = {k: v for k, v in art.report["delegation"]["ops"].items() if k.startswith("quantized_decomposed_")}
+        assert quant_ops and all(v["not_delegated"] == 0 for v in quant_ops.values())
+
+
+def test_int8_stream_export_of_a_checkpoint_without_a_step_says_what_to_do(int8_stream, tmp_path, capsys):
+    """A quantized checkpoint from before the step was calibrated (scheme version 3) still loads for clip
+    mode; stream mode asks for it to be quantized again, in one line, and leaves nothing behind."""
+    from xvit_edge.quantize import load_quantized
+
+    old = torch.load(int8_stream["checkpoint"], weights_only=True)
+    for key in ("stream", "stream_observer_state"):
+        del old["quantization"][key]
+    old["quantization"]["version"] = 3
+    torch.save(old, tmp_path / "v3.pt")
+    args = ["--target", "executorch", "--checkpoint", str(tmp_path / "v3.pt"), "--precision", "int8", "--samples", "1"]
+    assert main([*args, "--mode", "stream", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "python -m xvit_edge.quantize" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "s").exists() or not any((tmp_path / "s").iterdir())
+    assert load_quantized(tmp_path / "v3.pt").converted_step is None  # what clip-mode export loads
+
+
 @pytest.mark.parametrize("precision", ["fp16", "fp32"])
 def test_stream_export_to_coreml_is_a_stateful_model(causal_test_model, tmp_path, precision):
     """Core ML keeps the stream's state inside the model (iOS 18 states, fp16 whatever the precision): frame
@@ -358,3 +419,18 @@ def test_cli_without_the_shipped_checkpoint_says_what_to_do(tmp_path, monkeypatc
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "--checkpoint" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_verification_clips_are_seeded_synthetic_videos(causal_test_model):
+    """What export verifies on: rendered moving shapes, normalised with the checkpoint's preprocessing."""
+    cfg = causal_test_model.config
+    pre = Preprocessing.for_size(32, mean=(0.5,) * 3, std=(0.5,) * 3)
+    clips = sample_inputs(cfg, 3, seed=2, preprocessing=pre)
+    again = sample_inputs(cfg, 3, seed=2, preprocessing=pre)
+    assert [c.shape for c in clips] == [torch.Size([1, 4, 3, 32, 32])] * 3
+    assert all(torch.equal(a, b) for a, b in zip(clips, again))
+    assert not torch.equal(clips[0], sample_inputs(cfg, 1, seed=3, preprocessing=pre)[0])
+    x = torch.cat(clips)
+    assert x.min() >= -1.0 and x.max() <= 1.0  # (pixel / 255 - 0.5) / 0.5
+    assert (x[:, 1:] - x[:, :-1]).abs().mean() > 0.01  # frames move
+    assert sample_inputs(cfg, 1, frames=7, preprocessing=pre)[0].shape[1] == 7

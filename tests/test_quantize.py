@@ -150,8 +150,8 @@ def test_quantized_checkpoint_round_trip_is_exact(model, trained_qat, tmp_path):
     q = convert(copy.deepcopy(trained_qat[0]), model, "qat")
     path = tmp_path / "qat.pt"
     save_quantized(path, q, LABELS)
-    converted, fake_quant, config, labels, pre, scheme = load_quantized(path)
-    assert config == model.config and labels == LABELS and pre.crop_size == 32
+    converted, fake_quant, config, labels, pre, scheme, step = load_quantized(path)
+    assert step is None and config == model.config and labels == LABELS and pre.crop_size == 32
     assert scheme["mode"] == "qat" and scheme["settings"]["weight"]["qscheme"] == "per_channel_symmetric"
     assert scheme["observers"] == len(quant_modules(q.prepared)) and "observer_state" not in scheme
     x = clips(3, 3)
@@ -164,6 +164,9 @@ def test_quantized_checkpoint_round_trip_is_exact(model, trained_qat, tmp_path):
     save_checkpoint(plain, model, LABELS)
     with pytest.raises(CheckpointError, match="not a quantized checkpoint.*python -m xvit_edge.quantize"):
         load_quantized(plain)
+    assert "stream" not in scheme  # not a causal model: no streaming step
+    with pytest.raises(CheckpointError, match="not a causal mixing model"):
+        load_quantized(path, stream=True)
     obj = torch.load(path, weights_only=True)
     obj["config"]["summary_layers"] = []  # same weights, another graph: the observer state cannot fit it
     torch.save(obj, tmp_path / "other_config.pt")
@@ -243,3 +246,67 @@ def test_quantization_benchmark_on_tiny_data(tiny_data, tmp_path, capsys):
     assert 0.0 <= results["fp32"]["top1"] <= 1.0 and results["qat"]["history"][0]["step"] == 2
     for ablation in ("ptq_adds_int8", "ptq_cats_int8"):  # the ablations behind scheme.FLOAT_OPS
         assert math.isfinite(results[ablation]["sqnr_db"])
+
+
+# ------------------------------------------------------------------------------------ the streaming step
+
+
+@pytest.fixture(scope="module")
+def causal_model():
+    from xvit_edge import get_config
+    from xvit_edge.config import causal_variant
+
+    torch.manual_seed(1)
+    m = create_model(causal_variant(get_config("xvit_test", num_classes=4))).eval()
+    with torch.no_grad():
+        m.head.fc2.weight.normal_(0, 1.0)
+    return m
+
+
+def test_streaming_step_calibration_skips_bad_batches(causal_model):
+    """The step's observers see clips streamed frame by frame; bad batches leave them as they were."""
+    from xvit_edge.quantize.stream import calibrate_step, prepare_step
+
+    cfg = causal_model.config
+    good = [clips(2, 20), clips(2, 21)]
+    nan = clips(2, 22)
+    nan[1, 3, 0, 5, 5] = float("nan")
+    huge = torch.full((2, 4, 3, 32, 32), 3e38)
+    fresh = prepare_step(causal_model)
+    clean, dirty, unused = (copy.deepcopy(fresh) for _ in range(3))
+    assert calibrate_step(clean, cfg, good, 10) == (2, [])
+    used, skipped = calibrate_step(dirty, cfg, [good[0], nan, huge, None, good[1]], 10)
+    assert used == 2 and len(skipped) == 2 and "step calibration batch 1" in skipped[0]
+    a, b = observer_state(clean), observer_state(dirty)
+    assert a and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="no usable calibration batch"):
+        calibrate_step(unused, cfg, [nan, None], 10)
+
+
+def test_causal_checkpoint_carries_its_int8_streaming_step(int8_stream):
+    """PTQ of a causal model calibrates its step on the same clips (session fixture); the checkpoint rebuilds
+    that step exactly; the int8 step streamed from a fresh state is close to the float clip model."""
+    from xvit_edge.quantize.stream import StreamedClips
+
+    q, loaded = int8_stream["ptq"], int8_stream["quantized"]
+    assert load_quantized(int8_stream["checkpoint"]).converted_step is None  # rebuilt only when asked for
+    stream = loaded.scheme["stream"]
+    assert stream["mode"] == "ptq" and stream["observers"] > 0 and "linear" in stream["ops"]["int8"]
+    assert "cat" in stream["ops"]["float"] and "softmax" in stream["ops"]["float"]
+    x = clips(3, 32)
+    with torch.no_grad():
+        int8 = StreamedClips(loaded.converted_step, q.config)(x)
+        assert torch.equal(int8, StreamedClips(q.step_converted, q.config)(x))
+        assert sqnr_db(q.float_model(x), int8) > 20
+
+
+def test_cli_qat_of_a_causal_model_reports_its_streaming_step(causal_model, tiny_data, tmp_path, capsys):
+    save_checkpoint(tmp_path / "causal.pt", causal_model, LABELS)
+    out = tmp_path / "qat.pt"
+    assert main(["--checkpoint", str(tmp_path / "causal.pt"), "--data", str(tiny_data / "data"), "--mode", "qat",
+                 "--out", str(out), "--batch-size", "4", "--max-steps", "2", "--calib-batches", "1",
+                 "--workers", "0"]) == 0
+    assert "streaming step (int8" in capsys.readouterr().out
+    scheme = load_checkpoint(out)[1].extra["quantization"]
+    assert scheme["mode"] == "qat" and scheme["stream"]["mode"] == "ptq" and scheme["stream_observer_state"]
+    assert scheme["metrics"]["stream_val"]["clips"] == 4 and math.isfinite(scheme["metrics"]["stream_val"]["sqnr_db"])

@@ -121,6 +121,25 @@ def test_incremental_equals_whole_clip_through_the_recognizer(form, stream_artif
     assert rec.push(real_frames[0]) is None and rec.frames_seen == 1
 
 
+def test_int8_stream_artifact_runs_incrementally_through_the_recognizer(int8_stream, causal_test_model, real_frames):
+    """The int8 step exported to ExecuTorch (session fixture) behind the same interface, on the real clip's
+    frames: T frames pushed one by one give the converted int8 step's logits, close to the float model's."""
+    from xvit_edge.export.verify import sqnr_db
+    from xvit_edge.quantize.stream import StreamedClips
+
+    cfg = causal_test_model.config
+    t = cfg.num_frames
+    frames = preprocess_frames(real_frames[:t], int8_stream["preprocessing"])
+    rec = Recognizer.load(int8_stream["executorch"].path)
+    assert rec.mode == "incremental" and rec.model.kind == "executorch" and rec.labels == int8_stream["labels"]
+    out = [rec.push(f) for f in real_frames[:t]][-1]
+    with torch.no_grad():
+        want = StreamedClips(int8_stream["quantized"].converted_step, cfg)(frames[None])[0]
+        fp32 = causal_test_model(frames[None])[0]
+    assert sqnr_db(want, out.logits) >= 30 and out.logits.argmax() == want.argmax()
+    assert sqnr_db(fp32, out.logits) > 15
+
+
 def test_clip_mode_runs_every_stride_frames(stream_artifacts):
     rec = Recognizer.load(stream_artifacts["checkpoint"], mode="clip", stride=3)
     frames = np.random.default_rng(0).integers(0, 256, (12, 40, 50, 3), dtype=np.uint8)

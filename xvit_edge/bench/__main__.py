@@ -87,8 +87,18 @@ def main(argv: list[str] | None = None) -> int:
         "peak": {str(t): peak.gemm_gflops(t, repeats=repeats, warmup=warmup) for t in args.threads},
     }
     max_threads = max(args.threads)
+    seconds = results["section_seconds"] = {"peak": time.time() - started}  # where the run's time went
+    mark = time.time()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        seconds[name] = time.time() - mark
+        mark = time.time()
+
     results["complexity"] = complexity.run(args.preset, frames, max_threads, repeats, warmup)
+    lap("complexity")
     results["deployment"] = deployment.run(args.preset, args.threads, repeats, warmup)
+    lap("deployment")
     if args.quick:  # its five exports are the export tests' job; --quick keeps to its time budget
         log.info("--quick: deployment of the default checkpoint skipped")
     else:
@@ -97,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                                                            checkpoint=default_checkpoint())
         except FileNotFoundError as e:
             log.warning("deployment of the default checkpoint skipped: %s", e)
+    lap("deployment_default")
     results["streaming"] = streaming.run(args.preset, args.threads, repeats, warmup, args.quick)
+    lap("streaming")
     peak_gflops = results["peak"][str(max_threads)]["gflops"]
     for row in results["complexity"]["rows"] + [results["complexity"]["image_model"]]:
         row["fraction_of_peak"] = row["gflops_achieved"] / peak_gflops

@@ -70,7 +70,7 @@ def _int8_checkpoint(model: XViT, labels: list[str], pre: Preprocessing, path: P
     cfg = model.config
     g = torch.Generator().manual_seed(1)
     batches = [torch.randn(2, cfg.num_frames, cfg.in_chans, cfg.img_size, cfg.img_size, generator=g) for _ in range(2)]
-    save_quantized(path, quantize_ptq(model, batches, max_batches=2), labels, pre)
+    save_quantized(path, quantize_ptq(model, batches, max_batches=2, stream=False), labels, pre)  # clip mode only
     return load_quantized(path)
 
 

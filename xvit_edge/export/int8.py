@@ -1,6 +1,7 @@
 """int8 export: what is exported, what it is checked against, and what the sidecar records.
 
-- ExecuTorch and ONNX take the converted PT2E graph of a quantized checkpoint (`python -m xvit_edge.quantize`):
+- ExecuTorch and ONNX take the converted PT2E graph of a quantized checkpoint (`python -m xvit_edge.quantize`),
+  in stream mode its separately calibrated streaming step (`xvit_edge.quantize.stream`):
   XNNPACK runs its int8 linears/convs/adds, onnxruntime its QuantizeLinear/DequantizeLinear pairs. Each
   artifact is checked against that converted graph (SQNR and top-1 agreement: int8 kernels round
   differently from PyTorch's reference ones, so exact equality is not the bar).
@@ -27,8 +28,10 @@ QUANTIZE_COMMAND = "python -m xvit_edge.quantize --checkpoint CKPT --data DIR --
 QUANT_OPS = ("quantized_decomposed_",)
 
 
-def int8_subject(target: str, model: torch.nn.Module, quantized: QuantizedCheckpoint | None) -> torch.nn.Module:
-    """The module that is exported and that the artifact is compared with."""
+def int8_subject(target: str, model: torch.nn.Module, quantized: QuantizedCheckpoint | None,
+                 mode: str = "clip") -> torch.nn.Module:
+    """The module that is exported and that the artifact is compared with: the converted clip model, or in
+    stream mode the converted streaming step."""
     from . import ExportError
 
     if target == "coreml":
@@ -38,12 +41,17 @@ def int8_subject(target: str, model: torch.nn.Module, quantized: QuantizedCheckp
                           "then export OUT.pt with --precision int8")
     if quantized.config != model.config:
         raise ExportError("the quantized model's config differs from the model's; load both from one checkpoint")
+    if mode == "stream":
+        if quantized.converted_step is None:
+            raise ExportError("int8 stream export needs the quantized checkpoint's streaming step: load it with "
+                              "load_quantized(path, stream=True)")
+        return quantized.converted_step
     return quantized.converted
 
 
-def quantization_record(target: str, quantized: QuantizedCheckpoint | None) -> dict[str, Any]:
+def quantization_record(target: str, quantized: QuantizedCheckpoint | None, mode: str = "clip") -> dict[str, Any]:
     """The sidecar's `quantization` entry (plain JSON: an infinite SQNR, i.e. identical outputs, is null)."""
-    return _json_safe(_record(target, quantized))
+    return _json_safe(_record(target, quantized, mode))
 
 
 def _json_safe(obj: Any) -> Any:
@@ -56,16 +64,22 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def _record(target: str, quantized: QuantizedCheckpoint | None) -> dict[str, Any]:
+def _record(target: str, quantized: QuantizedCheckpoint | None, mode: str) -> dict[str, Any]:
     if target == "coreml":
         return {"scheme": "weight-only int8: per-channel symmetric weights (coremltools linear_quantize_weights), "
                           "fp16 activations",
                 "weights_from": f"{quantized.scheme['mode']} checkpoint (fine-tuned float weights)" if quantized
                 else "fp32 checkpoint"}
     s = quantized.scheme
-    return {"scheme": "static int8 (PT2E, XNNPACK quantizer): per-channel symmetric weights, per-tensor "
-                      "affine activations", "mode": s["mode"], "settings": s["settings"], "ops": s["ops"],
-            "observers": s["observers"], "metrics": {k: v for k, v in s.get("metrics", {}).items()
+    scheme = "static int8 (PT2E, XNNPACK quantizer): per-channel symmetric weights, per-tensor affine activations"
+    metrics = s.get("metrics", {})
+    if mode == "stream":  # the step's own calibration, on the checkpoint's (after QAT: fine-tuned) weights
+        st = s["stream"]
+        return {"scheme": scheme, "mode": st["mode"], "weights_from": f"{s['mode']} checkpoint",
+                "calibration": st["calibration"], "settings": st["settings"], "ops": st["ops"],
+                "observers": st["observers"], "metrics": {"val": metrics.get("stream_val")}}
+    return {"scheme": scheme, "mode": s["mode"], "settings": s["settings"], "ops": s["ops"],
+            "observers": s["observers"], "metrics": {k: v for k, v in metrics.items()
                                                      if k in ("val", "int8_vs_fake_quant")}}
 
 

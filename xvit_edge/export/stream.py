@@ -19,7 +19,7 @@ import torch
 from ..config import XViTConfig
 from ..model import XViT
 from ..model.streaming import StreamingStep, StreamState
-from .verify import compare
+from .verify import compare, sample_inputs
 
 STATE_NAMES = ("keys", "values", "frame_tokens")
 INPUT_NAMES = ("frame", *STATE_NAMES)
@@ -63,11 +63,9 @@ def example_inputs(config: XViTConfig) -> tuple[torch.Tensor, ...]:
     return (frame, *StreamState.zeros(config).as_tuple())
 
 
-def sample_streams(config: XViTConfig, count: int, seed: int = 0) -> list[torch.Tensor]:
-    """Seeded streams of T + EXTRA_FRAMES frames, `(1, F, 3, H, W)` each."""
-    g = torch.Generator().manual_seed(seed)
-    shape = (1, config.num_frames + EXTRA_FRAMES, config.in_chans, config.img_size, config.img_size)
-    return [torch.randn(shape, generator=g) for _ in range(count)]
+def sample_streams(config: XViTConfig, count: int, seed: int = 0, preprocessing=None) -> list[torch.Tensor]:
+    """Seeded streams of T + EXTRA_FRAMES frames, `(1, F, 3, H, W)` each (see `verify.sample_inputs`)."""
+    return sample_inputs(config, count, seed, preprocessing, frames=config.num_frames + EXTRA_FRAMES)
 
 
 def stream_outputs(call: Call, frames: torch.Tensor, config: XViTConfig,
@@ -82,20 +80,25 @@ def stream_outputs(call: Call, frames: torch.Tensor, config: XViTConfig,
     return logits, list(carry)
 
 
-def verify_step(model: XViT, call: Call, samples: int) -> dict:
-    """The artifact `call` and the eager step over the same streams: logits after every frame and the final
-    state compared; `max_abs_diff` is the larger of the two, so lost or corrupted state cannot hide behind
-    small logits."""
-    step = StreamingStep(model).eval()
-    reference, outputs, state_diff = [], [], 0.0
+def verify_step(reference: Call, call: Call, config: XViTConfig, samples: int, preprocessing=None) -> dict:
+    """The artifact `call` and the `reference` step (the eager one, or the converted int8 graph) over the same
+    streams: logits after every frame and the final state compared; `max_abs_diff` is the larger of the
+    two, so lost or corrupted state cannot hide behind small logits."""
+    expected, outputs, state_diff = [], [], 0.0
     with torch.no_grad():
-        for frames in sample_streams(model.config, samples):
-            ref_logits, ref_state = stream_outputs(lambda xs: step(*xs), frames, model.config)
-            out_logits, out_state = stream_outputs(call, frames, model.config)
-            reference += ref_logits
+        for frames in sample_streams(config, samples, preprocessing=preprocessing):
+            ref_logits, ref_state = stream_outputs(reference, frames, config)
+            out_logits, out_state = stream_outputs(call, frames, config)
+            expected += ref_logits
             outputs += out_logits
             state_diff = max([state_diff] + [float((a - b).abs().max()) for a, b in zip(ref_state, out_state)])
-    result = compare(reference, outputs)
+    result = compare(expected, outputs)
     return {**result, "logits_max_abs_diff": result["max_abs_diff"], "state_max_abs_diff": state_diff,
             "max_abs_diff": max(result["max_abs_diff"], state_diff), "streams": samples,
-            "frames_per_stream": model.config.num_frames + EXTRA_FRAMES}
+            "frames_per_stream": config.num_frames + EXTRA_FRAMES}
+
+
+def eager_step(model: XViT) -> Call:
+    """The eager float step of `model` as a `Call`."""
+    step = StreamingStep(model).eval()
+    return lambda xs: step(*xs)

@@ -4,14 +4,31 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
-def sample_inputs(config, count: int, seed: int = 0) -> list[torch.Tensor]:
-    """Seeded clips shaped like the model's input, with the spread of normalised frames."""
-    g = torch.Generator().manual_seed(seed)
-    shape = (1, config.num_frames, config.in_chans, config.img_size, config.img_size)
-    return [torch.randn(shape, generator=g) for _ in range(count)]
+def sample_inputs(config, count: int, seed: int = 0, preprocessing=None, frames: int | None = None,
+                  ) -> list[torch.Tensor]:
+    """Seeded clips `(1, frames, 3, H, W)` (default: the model's T frames).
+
+    With `preprocessing`: synthetic videos (moving shapes on textured backgrounds, `data.synthetic`) rendered
+    at the input size and normalised as the model expects. An int8 model's activation ranges come from
+    calibration on real clips, and Gaussian noise drives its activations past them: the trained nano checkpoint,
+    calibrated on its 12-class set, met the int8 parity bar on such clips (ExecuTorch 32.5 dB) and missed it
+    on noise (28.6 dB), against the same converted model. Without: Gaussian noise, with the spread of
+    normalised frames."""
+    frames = frames or config.num_frames
+    if preprocessing is None:
+        g = torch.Generator().manual_seed(seed)
+        shape = (1, frames, config.in_chans, config.img_size, config.img_size)
+        return [torch.randn(shape, generator=g) for _ in range(count)]
+    from ..data.synthetic import CLASSES, generate_clip
+    from ..data.transforms import normalise
+
+    rng = np.random.default_rng(seed)
+    return [normalise(generate_clip(CLASSES[i % len(CLASSES)], rng, frames, config.img_size), preprocessing)[None]
+            for i in range(count)]
 
 
 def sqnr_db(reference: torch.Tensor, test: torch.Tensor) -> float:

@@ -7,6 +7,9 @@
 - **PTQ** (post-training quantization, the baseline): `prepare_pt2e`, observe a few calibration batches,
   `convert_pt2e`.
 
+A causal model's streaming step is calibrated too, on the same clips streamed frame by frame (`stream`), so
+that stream mode exports in int8 as well.
+
 Both: int8 symmetric per-channel weights, int8 per-tensor (affine) activations (see `scheme`). After
 quantization the int8 model is compared with fp32 on the held-out split (SQNR of the logits, top-1
 agreement, accuracy of both) and saved as a checkpoint that export rebuilds exactly (`checkpoint`).
@@ -46,9 +49,11 @@ from .guard import ObserverGuard
 from .pipeline import QuantizeOptions, quantize, quantize_checkpoint
 from .qat import fine_tune, qat_step
 from .scheme import MODES, prepare, quantizer_settings
+from .stream import StreamedClips, quantize_step
 
 __all__ = [
     "MODES", "ObserverGuard", "QuantizeOptions", "QuantizedCheckpoint", "QuantizedModel", "calibrate", "convert",
     "fine_tune", "is_quantized", "load_quantized", "op_precisions", "prepare", "qat_step", "quantization_benchmark",
-    "quantize", "quantize_checkpoint", "quantize_ptq", "quantizer_settings", "save_quantized",
+    "quantize", "quantize_checkpoint", "quantize_ptq", "quantize_step", "quantizer_settings", "save_quantized",
+    "StreamedClips",
 ]

@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=d.lr, help="qat: peak AdamW learning rate (cosine decay to lr/100)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="clips per batch")
     p.add_argument("--calib-batches", type=int, default=d.calib_batches,
-                   help="ptq: training batches (centre views, shuffled) used to calibrate the observers")
+                   help="ptq: training batches (centre views, shuffled) used to calibrate the observers; both modes: "
+                   "the batches streamed frame by frame to calibrate a causal model's streaming step (--mode stream export)")
     p.add_argument("--max-steps", type=int, help="qat: stop after this many steps (smoke tests)")
     p.add_argument("--eval-batches", type=int, help="evaluate on at most this many held-out batches (default: all)")
     p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes")
@@ -67,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.mode}: wrote {out}; held-out split ({val['clips']} clips): SQNR {val['sqnr_db']:.1f} dB, "
           f"top-1 agreement {100 * val['top1_agreement']:.1f}%, top-1 fp32 {100 * val['fp32_top1']:.1f}% -> "
           f"int8 {100 * val['int8_top1']:.1f}%; {len(q.skipped)} batches skipped")
+    if "stream_val" in q.metrics:
+        s = q.metrics["stream_val"]
+        print(f"streaming step (int8, each clip streamed from a fresh state): SQNR {s['sqnr_db']:.1f} dB, top-1 "
+              f"agreement {100 * s['top1_agreement']:.1f}%, top-1 {100 * s['int8_top1']:.1f}%")
     return 0
 
 

@@ -17,10 +17,10 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def calibrate(prepared: torch.fx.GraphModule, batches: Iterable[torch.Tensor | None], max_batches: int,
-              guard: ObserverGuard | None = None) -> int:
-    """Run up to `max_batches` good batches of clips through the observers; returns how many were used.
-    Bad batches (see `ObserverGuard`) are skipped and do not count; None stands for a batch of unreadable
-    files. Raises ValueError when no batch was usable."""
+              guard: ObserverGuard | None = None, keep: list[torch.Tensor] | None = None) -> int:
+    """Run up to `max_batches` good batches of clips through the observers; returns how many were used
+    (appended to `keep` when given). Bad batches (see `ObserverGuard`) are skipped and do not count; None
+    stands for a batch of unreadable files. Raises ValueError when no batch was usable."""
     guard = guard or ObserverGuard(prepared)
     used = 0
     for i, clips in enumerate(batches):
@@ -30,17 +30,26 @@ def calibrate(prepared: torch.fx.GraphModule, batches: Iterable[torch.Tensor | N
             continue
         if guard.run(clips, prepared, where=f"calibration batch {i}") is not None:
             used += 1
+            if keep is not None:
+                keep.append(clips)
     if not used:
         raise ValueError(f"no usable calibration batch ({len(guard.skipped)} skipped); the ranges would be empty")
     log.info("calibrated on %d batches (%d skipped)", used, len(guard.skipped))
     return used
 
 
-def quantize_ptq(model: XViT, batches: Iterable[torch.Tensor | None], max_batches: int = 8) -> QuantizedModel:
-    """PTQ of `model` on batches of clips `(B, T, 3, H, W)`: prepare, calibrate, convert."""
+def quantize_ptq(model: XViT, batches: Iterable[torch.Tensor | None], max_batches: int = 8,
+                 stream: bool = True) -> QuantizedModel:
+    """PTQ of `model` on batches of clips `(B, T, 3, H, W)`: prepare, calibrate, convert; a causal model's
+    streaming step too, on the same clips (see `stream`), unless `stream=False` (clip mode only)."""
+    from .stream import quantize_step
+
     prepared = prepare(model, "ptq")
     guard = ObserverGuard(prepared)
-    calibrate(prepared, batches, max_batches, guard)
+    used: list[torch.Tensor] = []
+    calibrate(prepared, batches, max_batches, guard, keep=used)
     result = convert(prepared, model, "ptq")
     result.skipped = list(guard.skipped)
+    if stream:
+        quantize_step(result, used, max_batches)
     return result

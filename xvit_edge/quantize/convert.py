@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class QuantizedModel:
-    """A quantized X-ViT in its three forms.
+    """A quantized X-ViT in its three forms (and its streaming step's two, for a causal model).
 
     `prepared`: the graph with its observers frozen: fake-quantized (QAT), or observed only (PTQ: its outputs
     are the float model's). `converted`: the int8 graph from `convert_pt2e` (quantize/dequantize around int8
@@ -33,6 +33,9 @@ class QuantizedModel:
     float_model: XViT
     skipped: list[str] = field(default_factory=list)  # batches left out of calibration / fine-tuning, and why
     metrics: dict[str, Any] = field(default_factory=dict)
+    # A causal model's streaming step, calibrated and converted on its own (see `stream`); None otherwise.
+    step_prepared: torch.fx.GraphModule | None = None
+    step_converted: torch.fx.GraphModule | None = None
 
 
 def freeze(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
@@ -50,7 +53,7 @@ def unfreeze(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
     return prepared
 
 
-def convert(prepared: torch.fx.GraphModule, model: XViT, mode: str) -> QuantizedModel:
+def convert_graph(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """Freeze `prepared` and convert a copy of it (convert_pt2e rewrites the graph it is given)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
@@ -59,7 +62,12 @@ def convert(prepared: torch.fx.GraphModule, model: XViT, mode: str) -> Quantized
            if any(not torch.isfinite(b).all() for b in m.buffers() if b.is_floating_point())]
     if bad:
         raise RuntimeError(f"non-finite quantization ranges in {bad[:4]}; calibrate on more (finite) data")
-    converted = convert_pt2e(copy.deepcopy(prepared))
+    return convert_pt2e(copy.deepcopy(prepared))
+
+
+def convert(prepared: torch.fx.GraphModule, model: XViT, mode: str) -> QuantizedModel:
+    """The int8 model of a prepared graph (`convert_graph`), with the float model of its weights."""
+    converted = convert_graph(prepared)
     float_model = XViT(model.config)
     float_model.load_state_dict(float_state(prepared, float_model))
     return QuantizedModel(mode, model.config, prepared, converted, float_model.eval())

@@ -24,6 +24,7 @@ from .guard import ObserverGuard
 from .metrics import agreement, collect_logits, log_quality, quality
 from .qat import fine_tune
 from .scheme import FLOAT_OPS, MODES, prepare
+from .stream import StreamedClips, quantize_step
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class QuantizeOptions:
     epochs: int = 1  # QAT epochs over the training split
     lr: float = 5e-5  # QAT peak AdamW learning rate (cosine decay to lr / 100): a fine-tune, not a training
     batch_size: int = 8
-    calib_batches: int = 8  # PTQ: batches of training clips (centre views) the observers see
+    calib_batches: int = 8  # PTQ, and a causal model's streaming step: batches of training clips (centre views) the observers see
     max_steps: int | None = None  # QAT: stop after this many steps (smoke tests)
     eval_batches: int | None = None  # evaluate on at most this many validation batches (None: all)
     weight_decay: float = 0.05
@@ -128,20 +129,28 @@ def quantize(model: XViT, data: Data, mode: str, options: QuantizeOptions,
         history = fine_tune(prepared, data.train_set, data.val_set, data.cfg, guard, options.eval_batches)
     q = convert(prepared, model, mode)
     q.skipped = list(guard.skipped)
+    # A causal model's streaming step gets its own calibration, on the fine-tuned weights after QAT.
+    quantize_step(q, (b.clips for b in make_loader(data.calib_set, data.cfg, info, train=True)),
+                  options.calib_batches)
     models = {"fp32": model, "int8": q.converted}
     if mode == "qat":
         models["fake_quant"] = q.prepared
+    if q.step_converted is not None:
+        models["stream_int8"] = StreamedClips(q.step_converted, q.config)
     logits, labels, unusable = collect_logits(models, make_loader(data.val_set, data.cfg, info, train=False),
                                               options.eval_batches)
     q.metrics = {"val": quality(logits["fp32"], logits["int8"], labels), "val_unusable_clips": unusable,
-                 "skipped_batches": list(guard.skipped), "history": history}
+                 "skipped_batches": list(q.skipped), "history": history}
     log_quality(f"{mode.upper()} int8 vs fp32 on the held-out split", q.metrics["val"])
+    if q.step_converted is not None:  # the int8 step streams each clip from a fresh state
+        q.metrics["stream_val"] = quality(logits["fp32"], logits["stream_int8"], labels)
+        log_quality("int8 streaming step vs fp32 on the held-out split", q.metrics["stream_val"])
     if mode == "qat":
         q.metrics["int8_vs_fake_quant"] = agreement(logits["fake_quant"], logits["int8"])
         log.info("converted int8 vs the fake-quantized model: SQNR %.1f dB",
                  q.metrics["int8_vs_fake_quant"]["sqnr_db"])
-    if guard.skipped:
-        log.warning("%d batches were skipped (non-finite values): %s", len(guard.skipped), guard.skipped[:3])
+    if q.skipped:
+        log.warning("%d batches were skipped (non-finite values): %s", len(q.skipped), q.skipped[:3])
     return q
 
 

@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 
 MODES = ("qat", "ptq")
 SCHEME_FORMAT = "xvit_edge.quantization"
-SCHEME_VERSION = 3  # 2: adds stay float; 3: cats too (FLOAT_OPS); older observer state has observers on them
+# 2: adds stay float; 3: cats too (FLOAT_OPS), older observer state has observers on them; 4: a causal model's
+# streaming step is calibrated too (`stream`)
+SCHEME_VERSION = 4
 EPS = 2**-12  # smallest scale: keeps an all-zero channel (e.g. a zero-initialised projection) quantizable
 # Captured with a symbolic batch axis so that training, calibration and evaluation batches of any size run
 # through the same graph; export re-captures the converted model at batch 1.
