@@ -62,16 +62,17 @@ def _measure_in_subprocess(runtime: str, path: Path, shape: list[int], threads: 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _int8_checkpoint(model: XViT, labels: list[str], pre: Preprocessing, path: Path):
-    """PTQ of `model` on two batches of random clips, saved and rebuilt as export does it. The scales fit
-    random inputs, not real video: fine for timing and size, meaningless for accuracy (see section 3)."""
+def int8_checkpoint(model: XViT, labels: list[str], pre: Preprocessing, path: Path, stream: bool = False):
+    """PTQ of `model` on two batches of random clips, saved and rebuilt as export does it (with its int8
+    streaming step when `stream`). The scales fit random inputs, not real video: fine for timing and size,
+    meaningless for accuracy (see section 3)."""
     from ..quantize import load_quantized, quantize_ptq, save_quantized
 
     cfg = model.config
     g = torch.Generator().manual_seed(1)
     batches = [torch.randn(2, cfg.num_frames, cfg.in_chans, cfg.img_size, cfg.img_size, generator=g) for _ in range(2)]
-    save_quantized(path, quantize_ptq(model, batches, max_batches=2, stream=False), labels, pre)  # clip mode only
-    return load_quantized(path)
+    save_quantized(path, quantize_ptq(model, batches, max_batches=2, stream=stream), labels, pre)
+    return load_quantized(path, stream=stream)
 
 
 def run(preset: str, threads: list[int], repeats: int, warmup: int, checkpoint: Path | None = None) -> dict:
@@ -99,7 +100,7 @@ def run(preset: str, threads: list[int], repeats: int, warmup: int, checkpoint: 
             art = export(model, labels, pre, target, tmp, "fp32", samples=2)
             forms.append((f"{target} fp32", "executorch" if target == "executorch" else "onnxruntime", art.path,
                           art.report))
-        quantized = _int8_checkpoint(model, labels, pre, tmp / "int8.pt")
+        quantized = int8_checkpoint(model, labels, pre, tmp / "int8.pt")
         failed = []
         for target in ("executorch", "onnx"):
             try:

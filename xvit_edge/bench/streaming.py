@@ -59,14 +59,11 @@ def _executorch_steps(checkpoint: Path, folder: Path) -> dict[str, tuple[Path, d
     from ..export import export, stream
     from ..export.executorch import load_pte
     from ..model.weights import load_checkpoint
-    from ..quantize import load_quantized, quantize_ptq, save_quantized
+    from .deployment import int8_checkpoint
 
     model, meta = load_checkpoint(checkpoint)
     cfg = model.config
-    g = torch.Generator().manual_seed(1)
-    clips = [torch.randn(2, cfg.num_frames, cfg.in_chans, cfg.img_size, cfg.img_size, generator=g) for _ in range(2)]
-    save_quantized(folder / "int8.pt", quantize_ptq(model, clips, max_batches=2), meta.labels, meta.preprocessing)
-    quantized = load_quantized(folder / "int8.pt", stream=True)
+    quantized = int8_checkpoint(model, meta.labels, meta.preprocessing, folder / "int8.pt", stream=True)
     references = {"fp32": stream.eager_step(model), "int8": lambda xs: quantized.converted_step(*xs)}
     out = {}
     for precision, reference in references.items():

@@ -161,9 +161,10 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
                 run = None
         if verify and run is not None:
             if mode == "stream":
-                artifact = load(path)
+                outputs = stream.stream_runs(load(path), cfg, samples, preprocessing)
                 reference = (lambda xs: subject(*xs)) if precision == "int8" else stream.eager_step(model)
-                report["parity"] = stream.verify_step(reference, artifact, cfg, samples, preprocessing)
+                report["parity"] = stream.compare_runs(stream.stream_runs(reference, cfg, samples, preprocessing),
+                                                       outputs, cfg)
             else:
                 outputs = [out[0] for out in run(path, [(x,) for x in inputs])]
                 report["parity"] = compare(reference, outputs)
@@ -174,7 +175,8 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
                     + " (PyTorch)"
                 with torch.no_grad():  # for information: how far int8 is from the float model
                     report["int8_vs_fp32"] = (
-                        stream.verify_step(stream.eager_step(model), artifact, cfg, samples, preprocessing)
+                        stream.compare_runs(stream.stream_runs(stream.eager_step(model), cfg, samples, preprocessing),
+                                            outputs, cfg)
                         if mode == "stream" else compare([model(x) for x in inputs], outputs))
                 check_int8_parity(target, report["parity"])
             elif report["parity"]["max_abs_diff"] > FP32_ATOL:

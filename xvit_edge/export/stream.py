@@ -80,22 +80,32 @@ def stream_outputs(call: Call, frames: torch.Tensor, config: XViTConfig,
     return logits, list(carry)
 
 
-def verify_step(reference: Call, call: Call, config: XViTConfig, samples: int, preprocessing=None) -> dict:
-    """The artifact `call` and the `reference` step (the eager one, or the converted int8 graph) over the same
-    streams: logits after every frame and the final state compared; `max_abs_diff` is the larger of the
-    two, so lost or corrupted state cannot hide behind small logits."""
-    expected, outputs, state_diff = [], [], 0.0
+Run = list[tuple[list[torch.Tensor], list[torch.Tensor]]]  # per stream: logits after each frame, final state
+
+
+def stream_runs(call: Call, config: XViTConfig, samples: int, preprocessing=None) -> Run:
+    """`call` over the seeded verification streams (`sample_streams`), the state fed back."""
     with torch.no_grad():
-        for frames in sample_streams(config, samples, preprocessing=preprocessing):
-            ref_logits, ref_state = stream_outputs(reference, frames, config)
-            out_logits, out_state = stream_outputs(call, frames, config)
-            expected += ref_logits
-            outputs += out_logits
-            state_diff = max([state_diff] + [float((a - b).abs().max()) for a, b in zip(ref_state, out_state)])
-    result = compare(expected, outputs)
+        return [stream_outputs(call, frames, config)
+                for frames in sample_streams(config, samples, preprocessing=preprocessing)]
+
+
+def compare_runs(expected: Run, got: Run, config: XViTConfig) -> dict:
+    """Two runs over the same streams: logits after every frame and the final state compared; `max_abs_diff`
+    is the larger of the two, so lost or corrupted state cannot hide behind small logits."""
+    state_diff = max(float((a - b).abs().max()) for (_, want), (_, have) in zip(expected, got)
+                     for a, b in zip(want, have))
+    result = compare([x for logits, _ in expected for x in logits], [x for logits, _ in got for x in logits])
     return {**result, "logits_max_abs_diff": result["max_abs_diff"], "state_max_abs_diff": state_diff,
-            "max_abs_diff": max(result["max_abs_diff"], state_diff), "streams": samples,
+            "max_abs_diff": max(result["max_abs_diff"], state_diff), "streams": len(expected),
             "frames_per_stream": config.num_frames + EXTRA_FRAMES}
+
+
+def verify_step(reference: Call, call: Call, config: XViTConfig, samples: int, preprocessing=None) -> dict:
+    """The artifact `call` against the `reference` step (the eager one, or the converted int8 graph) over
+    the same streams (`compare_runs`)."""
+    return compare_runs(stream_runs(reference, config, samples, preprocessing),
+                        stream_runs(call, config, samples, preprocessing), config)
 
 
 def eager_step(model: XViT) -> Call:

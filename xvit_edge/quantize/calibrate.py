@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -16,11 +17,13 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def calibrate(prepared: torch.fx.GraphModule, batches: Iterable[torch.Tensor | None], max_batches: int,
-              guard: ObserverGuard | None = None, keep: list[torch.Tensor] | None = None) -> int:
-    """Run up to `max_batches` good batches of clips through the observers; returns how many were used
-    (appended to `keep` when given). Bad batches (see `ObserverGuard`) are skipped and do not count; None
-    stands for a batch of unreadable files. Raises ValueError when no batch was usable."""
+def calibrate(prepared: Callable[[torch.Tensor], Any], batches: Iterable[torch.Tensor | None], max_batches: int,
+              guard: ObserverGuard | None = None, keep: list[torch.Tensor] | None = None,
+              what: str = "calibration") -> int:
+    """Run up to `max_batches` good batches of clips through the observers of `prepared` (a prepared graph, or
+    a module running one, with `guard` watching that graph); returns how many were used (appended to `keep`
+    when given). Bad batches (see `ObserverGuard`) are skipped and do not count; None stands for a batch of
+    unreadable files. Raises ValueError when no batch was usable. `what` names the pass in messages."""
     guard = guard or ObserverGuard(prepared)
     used = 0
     for i, clips in enumerate(batches):
@@ -28,13 +31,13 @@ def calibrate(prepared: torch.fx.GraphModule, batches: Iterable[torch.Tensor | N
             break
         if clips is None:
             continue
-        if guard.run(clips, prepared, where=f"calibration batch {i}") is not None:
+        if guard.run(clips, prepared, where=f"{what} batch {i}") is not None:
             used += 1
             if keep is not None:
                 keep.append(clips)
     if not used:
         raise ValueError(f"no usable calibration batch ({len(guard.skipped)} skipped); the ranges would be empty")
-    log.info("calibrated on %d batches (%d skipped)", used, len(guard.skipped))
+    log.info("%s: %d batches used (%d skipped)", what, used, len(guard.skipped))
     return used
 
 

@@ -122,16 +122,19 @@ def quantize(model: XViT, data: Data, mode: str, options: QuantizeOptions,
     prepared = prepare(model, mode, float_ops)
     guard = ObserverGuard(prepared)
     history: list[dict] = []
+    calibration: list[torch.Tensor] = []  # PTQ's calibration clips, which the streaming step reuses
     if mode == "ptq":
         loader = make_loader(data.calib_set, data.cfg, info, train=True)  # shuffled: every class is seen
-        calibrate(prepared, (b.clips for b in loader), options.calib_batches, guard)
+        calibrate(prepared, (b.clips for b in loader), options.calib_batches, guard, keep=calibration)
     else:
         history = fine_tune(prepared, data.train_set, data.val_set, data.cfg, guard, options.eval_batches)
     q = convert(prepared, model, mode)
     q.skipped = list(guard.skipped)
-    # A causal model's streaming step gets its own calibration, on the fine-tuned weights after QAT.
-    quantize_step(q, (b.clips for b in make_loader(data.calib_set, data.cfg, info, train=True)),
-                  options.calib_batches)
+    # A causal model's streaming step gets its own calibration, on the fine-tuned weights after QAT. It follows
+    # the default scheme, the only one a checkpoint saves, so the float-op ablations leave it out.
+    if float_ops == FLOAT_OPS:
+        quantize_step(q, calibration or (b.clips for b in make_loader(data.calib_set, data.cfg, info, train=True)),
+                      options.calib_batches)
     models = {"fp32": model, "int8": q.converted}
     if mode == "qat":
         models["fake_quant"] = q.prepared

@@ -24,6 +24,7 @@ from torch import nn
 from ..config import XViTConfig
 from ..model import XViT
 from ..model.streaming import StreamingStep, StreamState, streamable
+from .calibrate import calibrate
 from .convert import QuantizedModel, convert_graph
 from .guard import ObserverGuard
 from .scheme import FLOAT_OPS, MAX_BATCH, build_quantizer, quant_modules
@@ -71,22 +72,13 @@ def prepare_step(model: XViT) -> torch.fx.GraphModule:
     return prepared
 
 
-@torch.no_grad()
 def calibrate_step(prepared: torch.fx.GraphModule, config: XViTConfig, batches: Iterable[torch.Tensor | None],
                    max_batches: int) -> tuple[int, list[str]]:
-    """Stream up to `max_batches` good batches of clips through the prepared step; returns how many were used
-    and why others were skipped (non-finite values: see `guard`). Raises ValueError when none was usable."""
+    """Stream up to `max_batches` good batches of clips through the prepared step (`calibrate.calibrate`);
+    returns how many were used and why others were skipped (non-finite values: see `guard`). Raises
+    ValueError when none was usable."""
     guard = ObserverGuard(prepared)
-    streamed = StreamedClips(prepared, config)
-    used = 0
-    for i, clips in enumerate(batches):
-        if used >= max_batches:
-            break
-        if clips is not None and guard.run(clips, streamed, where=f"step calibration batch {i}") is not None:
-            used += 1
-    if not used:
-        raise ValueError(f"no usable calibration batch for the streaming step ({len(guard.skipped)} skipped)")
-    log.info("streaming step calibrated on %d batches of clips (%d skipped)", used, len(guard.skipped))
+    used = calibrate(StreamedClips(prepared, config), batches, max_batches, guard, what="step calibration")
     return used, list(guard.skipped)
 
 
