@@ -42,7 +42,7 @@ def deployment_lines(d: dict) -> list[str]:
     """The deployment table of one model: every form's size, latency and parity, then Core ML's size and ops."""
     if d.get("checkpoint"):
         what = (f"the default checkpoint `{d['checkpoint']}` (`{d['preset']}`, what `python -m xvit_edge.export` "
-                "exports when given no checkpoint; int8 calibrated on random clips, for size and latency)")
+                "exports when given no checkpoint; int8 calibrated on synthetic clips, for size and latency)")
     else:
         what = f"`{d['preset']}`, random weights (latency does not depend on them)"
     lines = ["", f"**Deployment**, {what}, input {tuple(d['input_shape'])}; each row timed in a fresh process.", "",

@@ -53,7 +53,8 @@ def _causal_checkpoint(preset: str, folder: Path) -> Path:
 
 def _executorch_steps(checkpoint: Path, folder: Path) -> dict[str, tuple[Path, dict]]:
     """The checkpoint's incremental step exported to ExecuTorch, fp32 and int8 (PTQ of the random-weight model
-    on random clips: fine for speed, meaningless for accuracy), with the parity `export` measures against
+    on synthetic clips, `deployment.int8_checkpoint`: fine for speed, meaningless for accuracy), with the
+    parity `export` measures (on the same kind of clips) against
     the eager step (fp32) or the converted int8 step. Reported, not enforced: the export bar is for trained
     models, and a random-weight int8 model may miss it without saying anything about the timing."""
     from ..export import export, stream
@@ -69,7 +70,7 @@ def _executorch_steps(checkpoint: Path, folder: Path) -> dict[str, tuple[Path, d
     for precision, reference in references.items():
         path = export(model, meta.labels, meta.preprocessing, "executorch", folder, precision, verify=False,
                       mode="stream", quantized=quantized).path
-        parity = stream.verify_step(reference, load_pte(path), cfg, 1)
+        parity = stream.verify_step(reference, load_pte(path), cfg, 1, meta.preprocessing)
         out[precision] = (path, {k: parity[k] for k in ("max_abs_diff", "sqnr_db", "top1_agreement")})
     return out
 
