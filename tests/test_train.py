@@ -157,3 +157,16 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert main(["--train-data", str(tmp_path / "data"), "--preset", "xvit_test", "--init", str(tmp_path / "bad.pt"),
                  "--out", str(tmp_path / "o")]) == 2
     assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
+
+
+def test_set_parses_yes_no_fields_and_refuses_what_it_cannot_set(capsys):
+    from xvit_edge.train.__main__ import parse_overrides
+
+    # "false" is a non-empty string: taken literally it would switch the field on
+    assert parse_overrides(["causal=true", "temporal_embed=FALSE", "attention=space_only", "shift_div=8"]) == {
+        "causal": True, "temporal_embed": False, "attention": "space_only", "shift_div": 8}
+    for bad, says in (("causal=maybe", "expected true or false"), ("num_classes=3", "comes from the training data"),
+                      ("no_such_field=1", "not an XViTConfig field")):
+        with pytest.raises(SystemExit) as e:
+            main(["--train-data", "x", "--set", bad])
+        assert e.value.code == 2 and says in capsys.readouterr().err

@@ -31,7 +31,7 @@ from typing import Any, Callable
 import torch
 
 from ..config import XViTConfig, causal_variant, get_config, space_only_baseline
-from ..data.synthetic import CLASSES, PARTNER, write_dataset
+from ..data.synthetic import CLASSES, PARTNER, VERSION, write_dataset
 from ..model.init import SCRATCH_INITS
 from ..model.weights import load_checkpoint, save_checkpoint
 
@@ -187,7 +187,7 @@ def run(recipe: Recipe, data: Path | None, work: Path, variants: list[str], thre
                         val_per_class=recipe.val_per_class, frames=recipe.source_frames, size=recipe.source_size,
                         seed=recipe.seed)
         meta_found = json.loads((data / "meta.json").read_text()) if (data / "meta.json").is_file() else {}
-        if all(meta_found.get(k) == v for k, v in settings.items()):  # written whole: meta.json comes last
+        if meta_found.get("version") == VERSION and all(meta_found.get(k) == v for k, v in settings.items()):  # written whole: meta.json comes last
             log.info("reusing the benchmark already generated in %s", data)
         else:
             write_dataset(data, **settings)

@@ -53,12 +53,16 @@ _EVENT: dict[str, tuple[int, bool]] = {c: (i, c == pair[1]) for i, pair in enume
 
 SHAPES = ("circle", "square", "triangle", "star", "hexagon", "cross", "arrow")
 # Circles and hexagons look (nearly) the same at every angle or every small angle step: a rotation of them
-# would be invisible or aliased.
-ROTATABLE_SHAPES = ("square", "triangle", "star", "cross", "arrow")
+# would be invisible or aliased. The others repeat every SYMMETRY_DEG degrees: a step of half that or more
+# reads as the opposite turn.
+SYMMETRY_DEG: dict[str, float] = {"square": 90.0, "triangle": 120.0, "star": 72.0, "cross": 90.0, "arrow": 360.0}
+ROTATABLE_SHAPES = tuple(SYMMETRY_DEG)
 TEXTURES = ("solid", "stripes", "checker")
 BACKGROUNDS = ("solid", "gradient", "noise")
 SPLITS = ("train", "val")
 FOURCC = "mp4v"
+# Bumped whenever the same seed would give other clips, so a folder written by an older generator is not reused.
+VERSION = 2
 
 # Sampling ranges; lengths are fractions of the frame size. Stored in meta.json.
 RANGES: dict[str, Any] = {
@@ -67,7 +71,12 @@ RANGES: dict[str, Any] = {
     "grow_factor": (1.8, 2.8),
     "travel": (0.30, 0.55),  # how far move_* objects go over the clip
     "rotation_deg": (60.0, 180.0),
-    "max_deg_per_frame": 25.0,  # below half the 72 deg symmetry of a star: the direction stays unambiguous
+    # The fastest step between two written frames, as a fraction of the shape's symmetry period (and at most
+    # max_deg_per_frame): 1/8 keeps a model that samples every 2nd or 3rd frame below half a period, where the
+    # direction is still unambiguous.
+    "max_step_of_symmetry": 0.125,
+    "max_deg_per_frame": 25.0,
+    "rotate_radius": (0.18, 0.26),  # rotating objects are larger: the turn must show at a model's input size
     "drift": (0.0, 0.08),  # slow random drift of non-moving objects, so motion alone does not give move_*
     "jitter_px": 0.4,  # per-frame hand tremor
     "clutter_count": (0, 4),
@@ -209,16 +218,18 @@ def _event(pair: int, rng: np.random.Generator, frames: int, size: int, dark: bo
         r0 = rng.uniform(*RANGES["grow_start_radius"]) * size
         r = r0 * rng.uniform(*RANGES["grow_factor"]) ** p  # geometric: looks like steady growth
     else:
-        r = np.full(frames, rng.uniform(*RANGES["object_radius"]) * size)
+        radius = RANGES["rotate_radius" if forward == "rotate_cw" else "object_radius"]
+        r = np.full(frames, rng.uniform(*radius) * size)
     drift, a = rng.uniform(*RANGES["drift"]) * size, rng.uniform(0, 2 * math.pi)
     margin = r.max() + drift / 2
     cx, cy = rng.uniform(margin, size - margin, 2)
     x, y = cx + drift * math.cos(a) * t + jitter[0], cy + drift * math.sin(a) * t + jitter[1]
     alpha: Any = 1.0
     if forward == "rotate_cw":
-        total = min(math.radians(rng.uniform(*RANGES["rotation_deg"])),
-                    math.radians(RANGES["max_deg_per_frame"]) * (frames - 1))
-        angle = angle + total * p
+        # The cap bounds the peak step of the eased profile, not the mean one (up to ~4x the mean).
+        step = min(SYMMETRY_DEG[shape] * RANGES["max_step_of_symmetry"], RANGES["max_deg_per_frame"])
+        total = min(rng.uniform(*RANGES["rotation_deg"]), step / float(np.diff(p).max()))
+        angle = angle + math.radians(total) * p
     elif forward == "appear":
         if rng.random() < 0.5:  # fade in
             alpha = p
@@ -406,7 +417,7 @@ def write_dataset(out: str | Path, classes: Sequence[str] | None = None, train_p
 
     (out / "labels.txt").write_text("".join(c + "\n" for c in classes))
     meta = {
-        "generator": "xvit_edge.data.synthetic",
+        "generator": "xvit_edge.data.synthetic", "version": VERSION,
         "seed": seed, "frames": frames, "size": size, "fps": fps, "fourcc": FOURCC,
         "classes": classes, "pairs": [list(p) for p in PAIRS],
         "train_per_class": train_per_class, "val_per_class": val_per_class,

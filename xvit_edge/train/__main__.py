@@ -4,21 +4,36 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import logging
 import sys
 
-from ..config import PRESETS
+from ..config import PRESETS, XViTConfig
 from ..model.init import SCRATCH_INITS
 from .loop import TrainConfig, train
 
 
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def parse_overrides(items: list[str]) -> dict:
-    """`key=value` pairs for XViTConfig fields; values are Python literals (`shift_div=8`, `causal=True`)."""
+    """`key=value` pairs for XViTConfig fields; values are Python literals (`shift_div=8`, `causal=True`).
+    A yes/no field takes true/false in any case: the string "false" must not pass as a truthy value."""
+    fields = {f.name: f for f in dataclasses.fields(XViTConfig)}
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise argparse.ArgumentTypeError(f"--set expects key=value, got {item!r}")
+        if key == "num_classes":
+            raise argparse.ArgumentTypeError("--set num_classes: the number of classes comes from the training data")
+        if key not in fields:
+            raise argparse.ArgumentTypeError(f"--set {key}: not an XViTConfig field; fields: {', '.join(fields)}")
+        if fields[key].type in ("bool", bool):
+            if value.lower() not in _BOOLS:
+                raise argparse.ArgumentTypeError(f"--set {key}={value}: expected true or false")
+            out[key] = _BOOLS[value.lower()]
+            continue
         try:
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -75,11 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        overrides = parse_overrides(args.overrides)
+    except argparse.ArgumentTypeError as e:
+        parser.error(str(e))  # usage and one line, exit 2
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = TrainConfig(
         train_data=args.train_data, val_data=args.val_data, out=args.out, preset=args.preset,
-        model_overrides=parse_overrides(args.overrides), init=args.init, scratch_init=args.scratch_init, resume=args.resume, epochs=args.epochs,
+        model_overrides=overrides, init=args.init, scratch_init=args.scratch_init, resume=args.resume,
+        epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr, weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, grad_clip=args.grad_clip,
         sampling=args.sampling, stride=args.stride, scale_min=args.scale_min, flip=args.flip,
