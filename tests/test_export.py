@@ -122,26 +122,11 @@ def test_int8_export_verifies_against_the_converted_model(quantized, tmp_path, t
         assert any(i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2 for i in proto.graph.initializer)
         meta_props = {p.key: p.value for p in proto.metadata_props}
         assert json.loads(meta_props["quantization"])["mode"] == "ptq" and art.report["onnx"]["checker"] == "passed"
-
-
-def test_int8_onnx_of_the_shipped_checkpoint_passes_parity(tmp_path):
-    """Trained weights use the full int8 range; onnxruntime's uint8 rewrite (QDQS8ToU8Transformer) then
-    saturates its x86 u8s8 kernels on AVX2 CPUs without VNNI (21 dB against the converted model where seen).
-    Our sessions leave that rewrite off, and the sidecar says so."""
-    from xvit_edge.assets import default_checkpoint
-    from xvit_edge.quantize import load_quantized, quantize_ptq, save_quantized
-
-    model, meta = load_checkpoint(default_checkpoint())
-    cfg = model.config
-    g = torch.Generator().manual_seed(0)
-    ptq = quantize_ptq(model, [torch.randn(4, cfg.num_frames, 3, cfg.img_size, cfg.img_size, generator=g)
-                               for _ in range(2)], max_batches=2, stream=False)
-    save_quantized(tmp_path / "int8.pt", ptq, meta.labels, meta.preprocessing)
-    q = load_quantized(tmp_path / "int8.pt")
-    art = export(model, meta.labels, meta.preprocessing, "onnx", tmp_path, "int8", samples=4, quantized=q)
-    sidecar = read_sidecar(art.sidecar)
-    assert sidecar["onnxruntime"]["disabled_optimizers"] == ["QDQS8ToU8Transformer"]
-    assert sidecar["verification"]["parity"]["sqnr_db"] >= 30  # export() itself refuses below 30 dB
+        # Trained weights use the full int8 range; onnxruntime's uint8 rewrite (QDQS8ToU8Transformer) then
+        # saturates its x86 u8s8 kernels on AVX2 CPUs without VNNI (21 dB against the converted model where
+        # seen, on the shipped checkpoint: the quick benchmark's test checks its int8 ONNX parity). Our
+        # sessions leave that rewrite off, and the sidecar says so.
+        assert sidecar["onnxruntime"]["disabled_optimizers"] == ["QDQS8ToU8Transformer"]
 
 
 def test_cli_int8(model, quantized, tmp_path, capsys):

@@ -1,8 +1,9 @@
 """Section 2: latency (median, p90) and size of each deployable form, with 1 and 2 threads.
 
 Every (runtime, threads) pair is timed in a fresh subprocess: ExecuTorch's thread pool can only be sized
-before a program is loaded, and a fresh process keeps one measurement's allocations and threads from
-colouring the next.
+before a program is loaded, and a fresh process keeps one runtime's allocations and threads from colouring
+another's. The fp32 and int8 artifacts of one runtime share that process (timed one after the other): an
+ExecuTorch process spends about 7 s importing before it times anything.
 """
 
 from __future__ import annotations
@@ -30,31 +31,38 @@ def _size_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in files) / 1e6
 
 
-def measure(runtime: str, path: str, shape: list[int], threads: int, repeats: int, warmup: int) -> dict:
-    """Time one forward pass of `path` on `runtime` in this process (called in a fresh subprocess)."""
+def measure(runtime: str, paths: list[str], shape: list[int], threads: int, repeats: int, warmup: int) -> list[dict]:
+    """Time one forward pass of each of `paths` on `runtime` in this process (called in a fresh subprocess)."""
     x = torch.randn(shape)
-    if runtime == "eager":
-        model = load_checkpoint(path)[0]
-        with torch.inference_mode():
-            return time_call(lambda: model(x), repeats=repeats, warmup=warmup, threads=threads).to_dict()
     if runtime == "executorch":
         from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
         from executorch.runtime import Runtime
 
-        _unsafe_reset_threadpool(threads)  # before the program is loaded: resetting later crashes
-        method = Runtime.get().load_program(path).load_method("forward")
-        return time_call(lambda: method.execute([x]), repeats=repeats, warmup=warmup, threads=threads).to_dict()
-    if runtime == "onnxruntime":
-        from ..export.onnx import ort_session
+        _unsafe_reset_threadpool(threads)  # before any program is loaded: resetting later crashes
+    timings = []
+    for path in paths:
+        if runtime == "eager":
+            model = load_checkpoint(path)[0]
+            fn = lambda: model(x)  # noqa: E731
+        elif runtime == "executorch":
+            method = Runtime.get().load_program(path).load_method("forward")
+            fn = lambda: method.execute([x])  # noqa: E731
+        elif runtime == "onnxruntime":
+            from ..export.onnx import ort_session
 
-        session = ort_session(path, threads)  # the session the runtime and the export's parity check use
-        feed = {session.get_inputs()[0].name: x.numpy()}
-        return time_call(lambda: session.run(None, feed), repeats=repeats, warmup=warmup, threads=threads).to_dict()
-    raise ValueError(f"unknown runtime {runtime!r}")
+            session = ort_session(path, threads)  # the session the runtime and the export's parity check use
+            feed = {session.get_inputs()[0].name: x.numpy()}
+            fn = lambda: session.run(None, feed)  # noqa: E731
+        else:
+            raise ValueError(f"unknown runtime {runtime!r}")
+        with torch.inference_mode():
+            timings.append(time_call(fn, repeats=repeats, warmup=warmup, threads=threads).to_dict())
+    return timings
 
 
-def _measure_in_subprocess(runtime: str, path: Path, shape: list[int], threads: int, repeats: int, warmup: int) -> dict:
-    args = json.dumps({"runtime": runtime, "path": str(path), "shape": shape, "threads": threads,
+def _measure_in_subprocess(runtime: str, paths: list[Path], shape: list[int], threads: int, repeats: int,
+                           warmup: int) -> list[dict]:
+    args = json.dumps({"runtime": runtime, "paths": [str(p) for p in paths], "shape": shape, "threads": threads,
                        "repeats": repeats, "warmup": warmup})
     done = subprocess.run([sys.executable, "-m", "xvit_edge.bench.deployment", args], capture_output=True, text=True)
     if done.returncode != 0:
@@ -118,15 +126,21 @@ def run(preset: str, threads: list[int], repeats: int, warmup: int, checkpoint: 
         coreml = {"size_mb": _size_mb(art.path), "op_counts": art.report["coreml"]["op_counts"],
                   "weight_dtypes": art.report["coreml"]["weight_dtypes"],
                   "numeric_parity": art.report["coreml"]["numeric_parity"]}
+        timings: dict[tuple[str, int], dict] = {}
+        for runtime in dict.fromkeys(f[1] for f in forms):
+            group = [f for f in forms if f[1] == runtime]
+            for n in threads:
+                for (label, *_), timing in zip(group, _measure_in_subprocess(
+                        runtime, [f[2] for f in group], shape, n, repeats, warmup)):
+                    timings[label, n] = timing
+                    log.info("%s, %d threads: %.1f ms", label, n, timing["median_ms"])
         for label, runtime, path, report in forms:
             size = _size_mb(path) if runtime != "eager" else sum(p.numel() * 4 for p in model.parameters()) / 1e6
+            parity = (report or {}).get("parity", {})
             for n in threads:
-                timing = _measure_in_subprocess(runtime, path, shape, n, repeats, warmup)
-                parity = (report or {}).get("parity", {})
-                rows.append({"form": label, "runtime": runtime, "size_mb": size, **timing,
+                rows.append({"form": label, "runtime": runtime, "size_mb": size, **timings[label, n],
                              "parity_max_abs_diff": parity.get("max_abs_diff") if "sqnr_db" not in parity else None,
                              "parity_sqnr_db": parity.get("sqnr_db")})
-                log.info("%s, %d threads: %.1f ms", label, n, timing["median_ms"])
     return {"preset": cfg.name, "checkpoint": None if checkpoint is None else Path(checkpoint).name,
             "input_shape": shape, "rows": rows, "failed": failed, "coreml": coreml}
 
