@@ -31,6 +31,8 @@ def test_bench_quick_writes_results_table_and_plot(tmp_path):
         ("eager fp32", 1), ("executorch fp32", 1), ("onnx fp32", 1), ("executorch int8", 1), ("onnx int8", 1)}
     int8 = [r for r in d["rows"] if "int8" in r["form"]]
     assert all(r["parity_sqnr_db"] >= 30 and r["parity_max_abs_diff"] is None for r in int8)
+    fp32 = [r for r in d["rows"] if r["form"] in ("executorch fp32", "onnx fp32")]
+    assert all(r["parity_max_abs_diff"] <= 1e-4 and r["parity_sqnr_db"] is None for r in fp32)
     assert all(r["median_ms"] > 0 and r["size_mb"] > 0 for r in d["rows"])
     assert d["coreml"]["weight_dtypes"] and set(d["coreml"]["weight_dtypes"]) == {"FLOAT16"}
     assert (tmp_path / "complexity.png").stat().st_size > 1000
