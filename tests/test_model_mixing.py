@@ -17,7 +17,7 @@ from torch.testing import assert_close
 
 from xvit_edge.config import XViTConfig
 from xvit_edge.model.attention import MixingAttention, video_block
-from xvit_edge.model.mixing import mix_time, shift_time
+from xvit_edge.model.mixing import mix_last, mix_time, shift_time
 
 
 def channel_offset(c: int, cfg: XViTConfig) -> int:
@@ -118,6 +118,14 @@ def test_mix_time_groups_follow_the_paper_order():
     assert y[3].tolist() == [0, 0, 3, 3, 4, 4, 4, 4]
     causal = mix_time(x, 2, (-1, -2))[0]
     assert causal[2].tolist() == [2, 2, 1, 1, 3, 3, 3, 3]
+
+
+@pytest.mark.parametrize("offsets", [(1, -1), (-1, -2), (-1, -3)])
+@pytest.mark.parametrize("frames", [1, 2, 3])
+def test_mix_last_is_the_last_frame_of_mix_time(offsets, frames):
+    """The streaming step mixes only its newest frame; a group from beyond the window is zeros, as in the clip."""
+    x = torch.randn(2, frames, 5, 12)
+    assert_close(mix_last(x, 3, offsets), mix_time(x, 3, offsets)[:, -1:], rtol=0, atol=0)
 
 
 def test_causal_mixing_never_sees_the_future():

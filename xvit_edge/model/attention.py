@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..config import XViTConfig
-from .mixing import mix_time
+from .mixing import mix_last, mix_time
 
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -74,16 +74,18 @@ class MixingAttention(Attention):
         self.segment = config.mix_segment
         self.summary = summary
 
-    def mix(self, x: torch.Tensor) -> torch.Tensor:
-        """`(B, T, N, C)` keys or values -> mixed, heads split: `(B, T, H, N, d)`."""
+    def mix(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """`(B, T, N, C)` keys or values -> mixed, heads split: `(B, T, H, N, d)`; with `last_only`, the last
+        frame's alone `(B, 1, H, N, d)` (a causal stream's step)."""
         b, t = x.shape[:2]
+        mix = mix_last if last_only else mix_time
         if self.segment and self.segment != t:  # independent segments of `segment` frames each
             x = x.reshape(b * t // self.segment, self.segment, *x.shape[2:])
         if self.per_head:  # groups inside each head's d channels (the paper)
-            x = mix_time(x.unflatten(-1, (self.num_heads, -1)), self.fold, self.offsets).transpose(2, 3)
+            x = mix(x.unflatten(-1, (self.num_heads, -1)), self.fold, self.offsets).transpose(2, 3)
         else:  # groups over the whole head-major embedding (the official code)
-            x = split_heads(mix_time(x, self.fold, self.offsets), self.num_heads)
-        return x.reshape(b, t, *x.shape[2:])
+            x = split_heads(mix(x, self.fold, self.offsets), self.num_heads)
+        return x.reshape(b, 1 if last_only else t, *x.shape[2:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, N, C)
         q, k, v = self.project(x)
@@ -107,9 +109,9 @@ class MixingAttention(Attention):
         q, k, v = self.project(x)
         k_all, v_all = torch.cat([k_past, k], dim=1), torch.cat([v_past, v], dim=1)  # (B, W + 1, N, C)
         q = split_heads(q, self.num_heads) * self.scale  # (B, 1, H, N, d)
-        # Mixing the short window and keeping its last frame is exactly what the whole clip computes there.
-        attn = (q @ self.mix(k_all)[:, -1:].transpose(-1, -2)).softmax(dim=-1)
-        return self.proj(merge_heads(attn @ self.mix(v_all)[:, -1:])), k_all[:, 1:], v_all[:, 1:]
+        # The last frame's mix over the short window is exactly what the whole clip computes there.
+        attn = (q @ self.mix(k_all, last_only=True).transpose(-1, -2)).softmax(dim=-1)
+        return self.proj(merge_heads(attn @ self.mix(v_all, last_only=True))), k_all[:, 1:], v_all[:, 1:]
 
 
 class Mlp(nn.Module):

@@ -40,3 +40,17 @@ def mix_time(x: torch.Tensor, fold: int, offsets: Sequence[int]) -> torch.Tensor
     parts = [shift_time(x[..., g * fold : (g + 1) * fold], off) for g, off in enumerate(offsets)]
     parts.append(x[..., len(offsets) * fold :])
     return torch.cat(parts, dim=-1)
+
+
+def mix_last(x: torch.Tensor, fold: int, offsets: Sequence[int]) -> torch.Tensor:
+    """`mix_time(x, fold, offsets)[:, -1:]`, computed for the last frame alone: a streaming step mixes a
+    window of past frames only to keep its newest one, and mixing the others too made it copy them for nothing.
+    """
+    last = x.shape[1] - 1
+    parts = []
+    for g, off in enumerate(offsets):
+        group = x[..., g * fold : (g + 1) * fold]
+        src = last + off
+        parts.append(group[:, src : src + 1] if 0 <= src <= last else torch.zeros_like(group[:, -1:]))
+    parts.append(x[:, -1:, ..., len(offsets) * fold :])
+    return torch.cat(parts, dim=-1)
