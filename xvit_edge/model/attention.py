@@ -19,6 +19,14 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     return x.unflatten(-1, (num_heads, x.shape[-1] // num_heads)).transpose(-2, -3)
 
 
+def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """`a @ b` for operands with the same leading dims, as one 3-D `bmm`. A matmul of more than three dims
+    exports as an expand before its bmm, a copy that XNNPACK does not take: each one split the delegated
+    graph in two."""
+    out = torch.bmm(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]))
+    return out.reshape(*a.shape[:-2], *out.shape[-2:])
+
+
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """`(..., H, L, d)` -> `(..., L, H * d)`."""
     return x.transpose(-2, -3).flatten(-2)
@@ -42,8 +50,8 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = (split_heads(t, self.num_heads) for t in self.project(x))
-        attn = ((q * self.scale) @ k.transpose(-1, -2)).softmax(dim=-1)
-        return self.proj(merge_heads(attn @ v))
+        attn = matmul(q * self.scale, k.transpose(-1, -2)).softmax(dim=-1)
+        return self.proj(merge_heads(matmul(attn, v)))
 
 
 class JointAttention(Attention):
@@ -90,14 +98,14 @@ class MixingAttention(Attention):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, N, C)
         q, k, v = self.project(x)
         q = split_heads(q, self.num_heads) * self.scale  # (B, T, H, N, d)
-        logits = q @ self.mix(k).transpose(-1, -2)  # (B, T, H, N, N)
+        logits = matmul(q, self.mix(k).transpose(-1, -2))  # (B, T, H, N, N)
         if not self.summary:
-            return self.proj(merge_heads(logits.softmax(dim=-1) @ self.mix(v)))
+            return self.proj(merge_heads(matmul(logits.softmax(dim=-1), self.mix(v))))
         # Summary tokens: one per frame (the mean over its tokens), shared by all frames: (B, 1, H, T, d).
         k_sum, v_sum = (split_heads(t.mean(dim=2), self.num_heads).unsqueeze(1) for t in (k, v))
         attn = torch.cat([logits, q @ k_sum.transpose(-1, -2)], dim=-1).softmax(dim=-1)
         n = x.shape[2]
-        out = attn[..., :n] @ self.mix(v) + attn[..., n:] @ v_sum
+        out = matmul(attn[..., :n], self.mix(v)) + attn[..., n:] @ v_sum  # v_sum broadcasts over frames
         return self.proj(merge_heads(out))
 
 
@@ -110,8 +118,8 @@ class MixingAttention(Attention):
         k_all, v_all = torch.cat([k_past, k], dim=1), torch.cat([v_past, v], dim=1)  # (B, W + 1, N, C)
         q = split_heads(q, self.num_heads) * self.scale  # (B, 1, H, N, d)
         # The last frame's mix over the short window is exactly what the whole clip computes there.
-        attn = (q @ self.mix(k_all, last_only=True).transpose(-1, -2)).softmax(dim=-1)
-        return self.proj(merge_heads(attn @ self.mix(v_all, last_only=True))), k_all[:, 1:], v_all[:, 1:]
+        attn = matmul(q, self.mix(k_all, last_only=True).transpose(-1, -2)).softmax(dim=-1)
+        return self.proj(merge_heads(matmul(attn, self.mix(v_all, last_only=True)))), k_all[:, 1:], v_all[:, 1:]
 
 
 class Mlp(nn.Module):
