@@ -187,7 +187,8 @@ def run(recipe: Recipe, data: Path | None, work: Path, variants: list[str], thre
                         val_per_class=recipe.val_per_class, frames=recipe.source_frames, size=recipe.source_size,
                         seed=recipe.seed)
         meta_found = json.loads((data / "meta.json").read_text()) if (data / "meta.json").is_file() else {}
-        if meta_found.get("version") == VERSION and all(meta_found.get(k) == v for k, v in settings.items()):  # written whole: meta.json comes last
+        wanted = {**settings, "version": VERSION}  # an older generator's clips differ for the same seed
+        if all(meta_found.get(k) == v for k, v in wanted.items()):  # written whole: meta.json comes last
             log.info("reusing the benchmark already generated in %s", data)
         else:
             write_dataset(data, **settings)

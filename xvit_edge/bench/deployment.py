@@ -39,6 +39,10 @@ def measure(runtime: str, paths: list[str], shape: list[int], threads: int, repe
         from executorch.runtime import Runtime
 
         _unsafe_reset_threadpool(threads)  # before any program is loaded: resetting later crashes
+    elif runtime == "onnxruntime":
+        from ..export.onnx import ort_session
+    elif runtime != "eager":
+        raise ValueError(f"unknown runtime {runtime!r}")
     timings = []
     for path in paths:
         if runtime == "eager":
@@ -47,14 +51,10 @@ def measure(runtime: str, paths: list[str], shape: list[int], threads: int, repe
         elif runtime == "executorch":
             method = Runtime.get().load_program(path).load_method("forward")
             fn = lambda: method.execute([x])  # noqa: E731
-        elif runtime == "onnxruntime":
-            from ..export.onnx import ort_session
-
+        else:
             session = ort_session(path, threads)  # the session the runtime and the export's parity check use
             feed = {session.get_inputs()[0].name: x.numpy()}
             fn = lambda: session.run(None, feed)  # noqa: E731
-        else:
-            raise ValueError(f"unknown runtime {runtime!r}")
         with torch.inference_mode():
             timings.append(time_call(fn, repeats=repeats, warmup=warmup, threads=threads).to_dict())
     return timings

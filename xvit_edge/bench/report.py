@@ -96,7 +96,8 @@ def accuracy_lines(runs: list[dict] | None, quantization: list[dict] | None = No
     for q in quantization or []:
         lines += ["", f"**int8** (`xvit_edge.quantize.quantization_benchmark`: PTQ on "
                   f"{q['options']['calib_batches']} calibration batches, QAT {q['options']['epochs']} epoch at lr "
-                  f"{q['options']['lr']:g}, seed {q['options'].get('seed', 0)} for shuffling and augmentation) of a trained `{q['model']}` ({q['classes']} classes{q.get('source', '')}); "
+                  f"{q['options']['lr']:g}, seed {q['options'].get('seed', 0)} for shuffling and augmentation) "
+                  f"of a trained `{q['model']}` ({q['classes']} classes{q.get('source', '')}); "
                   "held-out top-1, and the SQNR and top-1 agreement of the int8 logits against fp32 on the same "
                   "clips:", "",
                   "| model | top-1 | change vs fp32 | SQNR (dB) | top-1 agreement |", "|---|---|---|---|---|",

@@ -86,13 +86,13 @@ class MixingAttention(Attention):
         """`(B, T, N, C)` keys or values -> mixed, heads split: `(B, T, H, N, d)`; with `last_only`, the last
         frame's alone `(B, 1, H, N, d)` (a causal stream's step)."""
         b, t = x.shape[:2]
-        mix = mix_last if last_only else mix_time
+        mix_fn = mix_last if last_only else mix_time
         if self.segment and self.segment != t:  # independent segments of `segment` frames each
             x = x.reshape(b * t // self.segment, self.segment, *x.shape[2:])
         if self.per_head:  # groups inside each head's d channels (the paper)
-            x = mix(x.unflatten(-1, (self.num_heads, -1)), self.fold, self.offsets).transpose(2, 3)
+            x = mix_fn(x.unflatten(-1, (self.num_heads, -1)), self.fold, self.offsets).transpose(2, 3)
         else:  # groups over the whole head-major embedding (the official code)
-            x = split_heads(mix(x, self.fold, self.offsets), self.num_heads)
+            x = split_heads(mix_fn(x, self.fold, self.offsets), self.num_heads)
         return x.reshape(b, 1 if last_only else t, *x.shape[2:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, N, C)
