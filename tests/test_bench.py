@@ -9,6 +9,7 @@ import pytest
 
 from xvit_edge.bench.__main__ import main
 from xvit_edge.bench.report import END, START
+from clips import real_clip_h264  # noqa: F401 - fixture
 
 
 def test_bench_quick_writes_results_table_and_plot(tmp_path):
@@ -154,3 +155,18 @@ def test_report_quotes_every_accuracy_run_and_the_int8_comparison():
     assert "| space_only | 0.27 | 50.0% | 50.0% |" in text and "(mimetic init)" in text
     assert "| PTQ int8 | 95.0% | -2.5 points | 18.0 | 97.0% |" in text and "| QAT int8 | 97.0% | -0.5 points |" in text
     assert "no `accuracy.json` yet" in "\n".join(accuracy_lines(None))
+
+
+def test_executorch_end_to_end_runs_on_the_threads_it_reports(stream_artifacts, real_clip_h264):
+    # ExecuTorch's pool is sized once a process; the bench runs each ExecuTorch row in a fresh process so that
+    # its "threads" column is the pool that actually ran (the parent has already loaded a program here)
+    from xvit_edge.bench.streaming import _in_subprocess
+    from xvit_edge.export.executorch import load_pte, pool_threads
+
+    load_pte(stream_artifacts["executorch"].path)
+    parent = pool_threads()
+    wanted = 1 if parent != 1 else 2
+    row = _in_subprocess("end_to_end", "the test run", checkpoint=stream_artifacts["executorch"].path,
+                         video=real_clip_h264, mode="incremental", threads=wanted, max_frames=6, warmup=2)
+    assert row["runtime_threads"] == wanted and row["threads"] == wanted
+    assert row["frames"] == 6 and row["fps"] > 0 and row["resolution"] == [1280, 720]

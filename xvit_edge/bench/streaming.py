@@ -129,7 +129,7 @@ def per_frame_cost(preset: str, threads: list[int], repeats: int, warmup: int, o
 # -------------------------------------------------------------------------------------------- end to end
 
 
-def end_to_end(checkpoint: Path, video: Path, mode: str, threads: int, max_frames: int | None,
+def end_to_end(checkpoint: str | Path, video: str | Path, mode: str, threads: int, max_frames: int | None,
                warmup: int) -> dict:
     """Frames per second through capture thread + decode + preprocess + model + smoothing, every frame."""
     from ..data.video import _cv2, probe
@@ -137,11 +137,12 @@ def end_to_end(checkpoint: Path, video: Path, mode: str, threads: int, max_frame
 
     cv2 = _cv2()
     info = probe(video)
-    rec = Recognizer.load(checkpoint, mode=mode)
-    smoother = Smoother(rec.labels)
     pre_ms, model_ms, loop_ms = [], [], []
     done = 0
+    # threads= sizes the artifact's runtime (an ExecuTorch pool only in a process that loaded no program yet)
     with torch_threads(threads), FrameSource(str(video), every_frame=True) as source:
+        rec = Recognizer.load(checkpoint, mode=mode, threads=threads)
+        smoother = Smoother(rec.labels)
         start = last = time.perf_counter()
         while (max_frames is None or done < max_frames) and (frame := source.read()) is not None:
             t0 = time.perf_counter()
@@ -161,10 +162,17 @@ def end_to_end(checkpoint: Path, video: Path, mode: str, threads: int, max_frame
                 loop_ms.append((t2 - last) * 1e3)  # the whole loop: waiting for the decoder included
             last = t2
         elapsed = last - start
+        if rec.model.kind == "executorch":
+            from ..export.executorch import pool_threads
+
+            runtime_threads = pool_threads()
+        else:
+            runtime_threads = torch.get_num_threads()
     decode = _decode_ms(video, min(done, 60))
     timed = done - warmup
-    return {"mode": mode, "video": video.name, "resolution": [info.width, info.height], "frames": done,
-            "warmup_frames": warmup, "threads": threads, "fps": timed / elapsed if elapsed > 0 else 0.0,
+    return {"mode": mode, "video": Path(video).name, "resolution": [info.width, info.height], "frames": done,
+            "warmup_frames": warmup, "threads": threads,
+            "runtime_threads": runtime_threads, "fps": timed / elapsed if elapsed > 0 else 0.0,
             "loop": _stats(loop_ms), "preprocess": _stats(pre_ms), "model": _stats(model_ms),
             "decode_alone": decode}
 
@@ -229,7 +237,7 @@ class _SyntheticCamera:
 
 def soak(checkpoint: str, frames: int, every: int, threads: int = 1) -> dict:
     """Stream `frames` synthetic frames through the runtime (capture thread, preprocessing, incremental step,
-    smoothing, stats), sampling RSS every `every` frames. Run in a fresh process (see `_soak_in_subprocess`)."""
+    smoothing, stats), sampling RSS every `every` frames. Run in a fresh process (see `_in_subprocess`)."""
     from ..streaming import FrameSource, LiveStats, Recognizer, Smoother, run_stream
 
     rec = Recognizer.load(checkpoint, threads=threads)
@@ -248,11 +256,16 @@ def soak(checkpoint: str, frames: int, every: int, threads: int = 1) -> dict:
             "frame_size": [320, 240], "threads": threads}
 
 
-def _soak_in_subprocess(checkpoint: Path, frames: int, every: int) -> dict:
-    args = json.dumps({"checkpoint": str(checkpoint), "frames": frames, "every": every})
+_SUBPROCESS_JOBS = {"soak": soak, "end_to_end": end_to_end}
+
+
+def _in_subprocess(job: str, what: str, **kwargs) -> dict:
+    """Run `_SUBPROCESS_JOBS[job](**kwargs)` in a fresh process: the soak must not inherit this process's
+    memory, and ExecuTorch's thread pool can only be sized before a process loads its first program."""
+    args = json.dumps({"job": job, "kwargs": {k: str(v) if isinstance(v, Path) else v for k, v in kwargs.items()}})
     done = subprocess.run([sys.executable, "-m", "xvit_edge.bench.streaming", args], capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"the memory soak failed: {done.stderr.strip()[-800:]}")
+        raise RuntimeError(f"{what} failed: {done.stderr.strip()[-800:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -280,8 +293,10 @@ def run(preset: str, threads: list[int], repeats: int, warmup: int, quick: bool,
             row["subject"] = f"{preset} (random weights)"
         if not quick:  # the exported step, fp32 and int8, as a phone app would run it (ExecuTorch, XNNPACK)
             for precision, (path, parity) in _executorch_steps(ckpt, Path(tmp)).items():
-                for n in threads:
-                    row = end_to_end(path, video, "incremental", n, None, warmup=8)
+                for n in threads:  # a fresh process each: it sizes ExecuTorch's thread pool to n
+                    row = _in_subprocess("end_to_end", f"the ExecuTorch {precision} end-to-end run",
+                                         checkpoint=path, video=video, mode="incremental", threads=n,
+                                         max_frames=None, warmup=8)
                     result["end_to_end"].append({**row, "parity": parity,
                                                  "subject": f"{preset} (random weights), ExecuTorch {precision}"})
         try:  # the shipped mobile checkpoint, as the apps run it by default
@@ -293,7 +308,8 @@ def run(preset: str, threads: list[int], repeats: int, warmup: int, quick: bool,
             result["end_to_end"].append({**row, "subject": shipped.name})
         soak_ckpt = _causal_checkpoint(SOAK_PRESET, Path(tmp))
         frames = 2000 if quick else 10_000
-        result["memory"] = _soak_in_subprocess(soak_ckpt, frames, every=max(100, frames // 50))
+        result["memory"] = _in_subprocess("soak", "the memory soak", checkpoint=soak_ckpt, frames=frames,
+                                          every=max(100, frames // 50))
     m = result["memory"]
     log.info("soak: RSS %.1f MB after 100 frames, %.1f MB after %d (%+.2f%%)", m["rss_mb_at_100"],
              m["rss_mb_at_end"], m["frames"], 100 * m["growth"])
@@ -366,5 +382,6 @@ def plot(result: dict, path) -> None:
     plt.close(fig)
 
 
-if __name__ == "__main__":  # the subprocess side of _soak_in_subprocess
-    print(json.dumps(soak(**json.loads(sys.argv[1]))))
+if __name__ == "__main__":  # the subprocess side of _in_subprocess
+    _request = json.loads(sys.argv[1])
+    print(json.dumps(_SUBPROCESS_JOBS[_request["job"]](**_request["kwargs"])))

@@ -66,6 +66,13 @@ def load_pte(path: str | Path, threads: int | None = None) -> Callable[[Sequence
     return lambda inputs: [y.clone() for y in method.execute([x.contiguous() for x in inputs])]
 
 
+def pool_threads() -> int:
+    """Threads in this process's ExecuTorch thread pool (what a loaded program actually runs on)."""
+    from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count
+
+    return int(_threadpool_get_thread_count())
+
+
 def run_pte(path: Path, inputs: list[tuple[torch.Tensor, ...]]) -> list[list[torch.Tensor]]:
     """Run the .pte's `forward` on each tuple of inputs with the ExecuTorch runtime; all outputs."""
     call = load_pte(path)
