@@ -170,3 +170,16 @@ def test_executorch_end_to_end_runs_on_the_threads_it_reports(stream_artifacts, 
                          video=real_clip_h264, mode="incremental", threads=wanted, max_frames=6, warmup=2)
     assert row["runtime_threads"] == wanted and row["threads"] == wanted
     assert row["frames"] == 6 and row["fps"] > 0 and row["resolution"] == [1280, 720]
+
+
+def test_timing_subprocess_feeds_a_streaming_step_its_frame_and_state(stream_artifacts, causal_test_model):
+    from xvit_edge.bench.deployment import measure_in_subprocess
+    from xvit_edge.model.streaming import StreamState
+
+    cfg = causal_test_model.config
+    shapes = [[1, cfg.in_chans, cfg.img_size, cfg.img_size]] + [list(t.shape) for t in StreamState.zeros(cfg).as_tuple()]
+    for runtime, artifact in (("executorch", "executorch"), ("onnxruntime", "onnx")):
+        (timing,) = measure_in_subprocess(runtime, [(stream_artifacts[artifact].path, shapes)], 1, repeats=3, warmup=1)
+        assert timing["median_ms"] > 0 and timing["repeats"] == 3
+    with pytest.raises(RuntimeError, match="timing executorch"):  # a wrong input count fails loudly
+        measure_in_subprocess("executorch", [(stream_artifacts["executorch"].path, shapes[:1])], 1, repeats=1, warmup=0)

