@@ -161,34 +161,35 @@ def end_to_end(checkpoint: str | Path, video: str | Path, mode: str, threads: in
     pre_ms, model_ms, loop_ms = [], [], []
     done = 0
     # threads= sizes the artifact's runtime (an ExecuTorch pool only in a process that loaded no program yet)
-    with torch_threads(threads), FrameSource(str(video), every_frame=True) as source:
+    with torch_threads(threads):
         rec = Recognizer.load(checkpoint, mode=mode, threads=threads)
         smoother = Smoother(rec.labels)
-        start = last = time.perf_counter()
-        while (max_frames is None or done < max_frames) and (frame := source.read()) is not None:
-            t0 = time.perf_counter()
-            rgb = cv2.cvtColor(frame.bgr, cv2.COLOR_BGR2RGB)
-            x = rec.preprocess(rgb)
-            t1 = time.perf_counter()
-            pred = rec.push_preprocessed(x)
-            t2 = time.perf_counter()
-            if pred is not None:
-                smoother.update(pred.probs)
-            done += 1
-            if done == warmup:
-                start = t2
-            elif done > warmup:
-                pre_ms.append((t1 - t0) * 1e3)
-                model_ms.append((t2 - t1) * 1e3)
-                loop_ms.append((t2 - last) * 1e3)  # the whole loop: waiting for the decoder included
-            last = t2
-        elapsed = last - start
-        if rec.model.kind == "executorch":
-            from ..export.executorch import pool_threads
+        with FrameSource(str(video), every_frame=True) as source:  # opened once the model is ready
+            start = last = time.perf_counter()
+            while (max_frames is None or done < max_frames) and (frame := source.read()) is not None:
+                t0 = time.perf_counter()
+                rgb = cv2.cvtColor(frame.bgr, cv2.COLOR_BGR2RGB)
+                x = rec.preprocess(rgb)
+                t1 = time.perf_counter()
+                pred = rec.push_preprocessed(x)
+                t2 = time.perf_counter()
+                if pred is not None:
+                    smoother.update(pred.probs)
+                done += 1
+                if done == warmup:
+                    start = t2
+                elif done > warmup:
+                    pre_ms.append((t1 - t0) * 1e3)
+                    model_ms.append((t2 - t1) * 1e3)
+                    loop_ms.append((t2 - last) * 1e3)  # the whole loop: waiting for the decoder included
+                last = t2
+            elapsed = last - start
+            if rec.model.kind == "executorch":
+                from ..export.executorch import pool_threads
 
-            runtime_threads = pool_threads()
-        else:
-            runtime_threads = torch.get_num_threads()
+                runtime_threads = pool_threads()
+            else:
+                runtime_threads = torch.get_num_threads()
     decode = _decode_ms(video, min(done, 60))
     timed = done - warmup
     return {"mode": mode, "video": Path(video).name, "resolution": [info.width, info.height], "frames": done,
