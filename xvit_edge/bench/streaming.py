@@ -393,8 +393,8 @@ def plot(result: dict, path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     rows = [(p["threads"], r) for p in result["per_frame"] for r in p["rows"]]
-    short = {"onnxruntime": "ort", "executorch": "et"}  # room for twelve labels under the bars
-    names = [f"{short.get(r['runtime'], r['runtime'])}\n{r['mode']}\n{n} thr" for n, r in rows]
+    short = {"onnxruntime": "ort", "executorch": "et", "incremental": "incr"}  # room for twelve labels
+    names = [f"{short.get(r['runtime'], r['runtime'])}\n{short.get(r['mode'], r['mode'])}\n{n} thr" for n, r in rows]
     axes[0].bar(names, [r["median_ms"] for _, r in rows],
                 color=["C1" if r["mode"] == "clip" else "C0" for _, r in rows])
     axes[0].set_ylabel("latency per new frame (ms, median)")
