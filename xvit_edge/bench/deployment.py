@@ -31,7 +31,8 @@ def _size_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in files) / 1e6
 
 
-def measure(runtime: str, jobs: list[list], threads: int, repeats: int, warmup: int) -> list[dict]:
+def measure(runtime: str, jobs: list[tuple[str, list[list[int]]]], threads: int, repeats: int,
+            warmup: int) -> list[dict]:
     """Time one call of each `[path, input_shapes]` of `jobs` on `runtime` in this process (called in a fresh
     subprocess); the inputs are random tensors of those shapes (a clip: one; a streaming step: frame and state)."""
     if runtime == "executorch":

@@ -150,6 +150,15 @@ def per_frame_cost(preset: str, threads: list[int], repeats: int, warmup: int, o
 # -------------------------------------------------------------------------------------------- end to end
 
 
+def _runtime_threads(kind: str) -> int | None:
+    """The threads a loaded model of `kind` actually runs on; None where the runtime does not say (onnxruntime)."""
+    if kind == "executorch":
+        from ..export.executorch import pool_threads
+
+        return pool_threads()
+    return torch.get_num_threads() if kind == "torch" else None
+
+
 def end_to_end(checkpoint: str | Path, video: str | Path, mode: str, threads: int, max_frames: int | None,
                warmup: int) -> dict:
     """Frames per second through capture thread + decode + preprocess + model + smoothing, every frame."""
@@ -184,12 +193,7 @@ def end_to_end(checkpoint: str | Path, video: str | Path, mode: str, threads: in
                     loop_ms.append((t2 - last) * 1e3)  # the whole loop: waiting for the decoder included
                 last = t2
             elapsed = last - start
-            if rec.model.kind == "executorch":
-                from ..export.executorch import pool_threads
-
-                runtime_threads = pool_threads()
-            else:
-                runtime_threads = torch.get_num_threads()
+        runtime_threads = _runtime_threads(rec.model.kind)
     decode = _decode_ms(video, min(done, 60))
     timed = done - warmup
     return {"mode": mode, "video": Path(video).name, "resolution": [info.width, info.height], "frames": done,
