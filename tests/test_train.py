@@ -170,3 +170,57 @@ def test_set_parses_yes_no_fields_and_refuses_what_it_cannot_set(capsys):
         with pytest.raises(SystemExit) as e:
             main(["--train-data", "x", "--set", bad])
         assert e.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_time_reversed_clips_join_the_batch_with_their_partner_labels():
+    from xvit_edge.train.reversal import partner_table, with_time_reversed
+
+    labels = ["a", "b", "c", "d"]
+    partner = partner_table([("a", "c"), ("d", "b")], labels)
+    assert partner.tolist() == [2, 3, 0, 1]
+    clips = torch.randn(3, 4, 3, 2, 2)
+    out, target = with_time_reversed(clips, torch.tensor([0, 3, 1]), partner)
+    assert target.tolist() == [0, 3, 1, 2, 1, 3]
+    torch.testing.assert_close(out[:3], clips)
+    torch.testing.assert_close(out[3:], clips[:, [3, 2, 1, 0]])
+    alone = partner_table([("a", "c")], labels)  # b and d have no partner: nothing to add for them
+    out, target = with_time_reversed(clips, torch.tensor([1, 3, 0]), alone)
+    assert target.tolist() == [1, 3, 0, 2] and len(out) == 4
+    out, target = with_time_reversed(clips, torch.tensor([1, 3, 1]), alone)
+    assert len(out) == 3
+    with pytest.raises(ValueError, match="already paired"):
+        partner_table([("a", "b"), ("b", "c")], labels)
+
+
+def test_paired_reversals_leave_an_order_blind_model_nothing_to_tell_a_pair_apart_with():
+    """The reason for pairing: for features that ignore frame order, a clip and its reversal push the two
+    classes of a pair equally and oppositely; with the clip alone they do not."""
+    from xvit_edge.train.reversal import partner_table, with_time_reversed
+
+    partner = partner_table([("fwd", "bwd")], ["fwd", "bwd", "other"])
+    clips, labels = torch.randn(4, 5, 3, 2, 2), torch.tensor([0, 1, 0, 2])
+    head = torch.nn.Linear(12, 3)
+    torch.nn.init.zeros_(head.weight), torch.nn.init.zeros_(head.bias)  # equal scores: the pair not told apart
+
+    def pair_gap_grad(x, y):
+        head.zero_grad()
+        torch.nn.functional.cross_entropy(head(x.mean(1).flatten(1)), y).backward()  # order-blind
+        return head.weight.grad[0] - head.weight.grad[1]  # what moves fwd's score against bwd's
+
+    assert pair_gap_grad(clips, labels).abs().max() > 1e-3
+    torch.testing.assert_close(pair_gap_grad(*with_time_reversed(clips, labels, partner)), torch.zeros(12))
+
+
+def test_reverse_pairs_come_from_the_benchmark_or_the_user(synth, tmp_path, capsys):
+    from xvit_edge.train.reversal import resolve_pairs
+
+    labels = ["grow", "move_left", "move_right", "shrink"]
+    # the generator writes meta.json beside train/; its pairs of classes that were not written are left out
+    assert resolve_pairs("auto", synth / "train", labels) == [("move_right", "move_left"), ("grow", "shrink")]
+    assert resolve_pairs("none", synth / "train", labels) == []
+    assert resolve_pairs("auto", tmp_path, labels) == []  # the user's own data: no meta.json, no pairs
+    assert resolve_pairs("grow:shrink", tmp_path, labels) == [("grow", "shrink")]
+    for bad, says in (("grow:nothing", "not in the training data: ['nothing']"), ("grow", "expected 'class:class'")):
+        assert main(["--train-data", str(synth / "train"), "--preset", "xvit_test", "--reverse-pairs", bad,
+                     "--out", str(tmp_path / "o"), "--workers", "0"]) == 2
+        assert says in capsys.readouterr().err

@@ -61,6 +61,7 @@ class Recipe:
     lr: float = 1e-3
     warmup_epochs: float = 1.0
     scratch_init: str = "mimetic"
+    reverse_pairs: str = "auto"  # each clip's time reversal joins its batch (xvit_edge/train/reversal.py)
     seed: int = 0
 
 
@@ -147,7 +148,8 @@ def _train_one(recipe: Recipe, data: Path, work: Path, variant: str, threads: in
     cfg = TrainConfig(train_data=str(data / "train"), val_data=str(data / "val"), out=str(work / variant),
                       preset=recipe.preset, model_overrides=config_overrides(recipe, variant),
                       epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
-                      warmup_epochs=recipe.warmup_epochs, scratch_init=recipe.scratch_init, seed=recipe.seed,
+                      warmup_epochs=recipe.warmup_epochs, scratch_init=recipe.scratch_init,
+                      reverse_pairs=recipe.reverse_pairs, seed=recipe.seed,
                       workers=1, device="cpu", resume=resume)
     log.info("training %s: %s%s", variant, cfg.model_overrides, f" (resuming {resume})" if resume else "")
     resume_epoch = load_checkpoint(resume)[1].extra["train_state"]["epoch"] if resume else None
@@ -288,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scratch-init", choices=SCRATCH_INITS, default=d.scratch_init,
                    help="initialisation of every model (see python -m xvit_edge.train --help); 'timm' shows the "
                    "plateau that 'mimetic' avoids")
+    p.add_argument("--reverse-pairs", choices=["auto", "none"], default=d.reverse_pairs,
+                   help="'auto': beside each clip its batch gets the clip reversed in time, labelled with its "
+                   "partner class (python -m xvit_edge.train --help); 'none': plain batches")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the data and of training")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads for training, "
                    "shared by the --jobs processes")
@@ -339,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         recipe = Recipe(preset=args.preset, img_size=args.img_size, num_frames=args.frames, classes=tuple(args.classes),
                         train_per_class=args.train_per_class, val_per_class=args.val_per_class,
                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs,
-                        scratch_init=args.scratch_init, seed=args.seed)
+                        scratch_init=args.scratch_init, reverse_pairs=args.reverse_pairs, seed=args.seed)
     if args.quantize and args.quantize not in args.models:
         print(f"error: --quantize {args.quantize} is not among --models", file=sys.stderr)
         return 2

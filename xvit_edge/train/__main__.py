@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="augmentation: smallest crop area fraction (one crop per clip)")
     p.add_argument("--flip", action="store_true",
                    help="augmentation: random horizontal flip (leave off when classes depend on left/right)")
+    p.add_argument("--reverse-pairs", default=d.reverse_pairs, metavar="auto|none|A:B,C:D",
+                   help="classes that are each other played backwards (open:close); beside each clip of such a "
+                   "class its batch gets the clip reversed in time, labelled with the partner, so order-blind "
+                   "features cancel and the model must learn the order. 'auto' takes the pairs from a meta.json "
+                   "beside the training data (python -m xvit_edge.data.synthetic writes one) and uses none without it")
     p.add_argument("--mean", type=float, nargs=3, help="normalisation mean (default: ImageNet's)")
     p.add_argument("--std", type=float, nargs=3, help="normalisation std (default: ImageNet's)")
     p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes per training process")
@@ -104,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr, weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, grad_clip=args.grad_clip,
         sampling=args.sampling, stride=args.stride, scale_min=args.scale_min, flip=args.flip,
+        reverse_pairs=args.reverse_pairs,
         mean=tuple(args.mean) if args.mean else None, std=tuple(args.std) if args.std else None,
         workers=args.workers, seed=args.seed, max_steps=args.max_steps, device=args.device)
     try:

@@ -26,6 +26,7 @@ from ..model import XViT
 from ..model.init import SCRATCH_INITS, mimetic_init_
 from ..model.weights import load_checkpoint, load_pretrained, save_checkpoint
 from . import distributed
+from .reversal import partner_table, resolve_pairs, with_time_reversed
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ class TrainConfig:
     stride: int = 2
     scale_min: float = 0.7
     flip: bool = False
+    # classes that are each other's time reversal, trained as contrasting pairs (train/reversal.py):
+    # "auto" (the pairs in the data's meta.json), "none", or "a:b,c:d"
+    reverse_pairs: str = "auto"
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
     workers: int = 2
@@ -177,6 +181,11 @@ def train(cfg: TrainConfig) -> TrainResult:
             labels, pre = meta.labels, meta.preprocessing
             state = meta.extra["train_state"]
         frames = model.config.num_frames
+        pairs = resolve_pairs(cfg.reverse_pairs, cfg.train_data, labels)
+        partner = partner_table(pairs, labels)
+        if pairs:
+            log.info("time-reversal pairs (each clip's reversal joins its batch): %s",
+                     ", ".join(f"{a}:{b}" for a, b in pairs))
         train_set = clip_dataset(cfg, train_samples, labels, frames, pre, train=True)
         val_set = None
         if cfg.val_data:
@@ -213,7 +222,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                     batch.labels, weight = torch.zeros(1, dtype=torch.long), 0.0
                 for g in optimizer.param_groups:
                     g["lr"] = lr_at(state["step"], total, warmup, cfg)
-                clips, target = batch.clips.to(info.device), batch.labels.to(info.device)
+                clips, target = with_time_reversed(batch.clips.to(info.device), batch.labels.to(info.device), partner)
                 loss = criterion(ddp(clips), target) * weight
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss.item()} at step {state['step']}; lower --lr")
