@@ -89,6 +89,14 @@ def test_accuracy_bench_quick_trains_scores_and_saves_a_checkpoint(tmp_path):
     assert meta.extra["provenance"]["held_out"]["top1"] == results["models"]["causal"]["top1"]
 
 
+def test_accuracy_command_is_recorded_without_this_machines_paths():
+    from xvit_edge.bench.accuracy import _portable
+
+    argv = ["--data", "/somewhere/runs/synthetic", "--epochs", "3", "--out", "/x/out", "--work=/x/w",
+            "--save-checkpoint", "/x/c.pt", "--data=/elsewhere/pair"]
+    assert _portable(argv) == ["--data", "synthetic", "--epochs", "3", "--data=pair"]
+
+
 def test_accuracy_bench_jobs_train_the_same_models_side_by_side(tmp_path):
     """--jobs 2 trains each model in its own process. With one thread per model either way, the models and
     their scores are the same as one after the other: only the wall time changes."""

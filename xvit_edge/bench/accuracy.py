@@ -322,12 +322,21 @@ def tagged(stem: str, tag: str) -> str:
 
 def _portable(argv: list[str]) -> list[str]:
     """The command line as recorded in results and checkpoints: the recipe flags, without the flags that only
-    say where files go on this machine (--out, --work, --save-checkpoint)."""
+    say where files go on this machine (--out, --work, --save-checkpoint), and `--data` with its folder's name
+    only (what the folder holds is recorded from its meta.json)."""
     paths = ("--out", "--work", "--save-checkpoint")
-    out, skip = [], False
+    out, skip, name_only = [], False, False
     for arg in argv:
         if skip:
             skip = False
+        elif name_only:
+            out.append(Path(arg).name)
+            name_only = False
+        elif arg == "--data":
+            out.append(arg)
+            name_only = True
+        elif arg.startswith("--data="):
+            out.append("--data=" + Path(arg.partition("=")[2]).name)
         elif arg in paths:
             skip = True
         elif not arg.startswith(tuple(p + "=" for p in paths)):

@@ -80,7 +80,9 @@ def accuracy_lines(runs: list[dict] | None, quantization: list[dict] | None = No
                    if acc.get("jobs", 1) > 1 else f"{acc['threads']} threads")
         lines += ["", f"**Accuracy on the synthetic temporal benchmark**, {kind} ({clips}): `{r['preset']}` at "
                   f"{r['img_size']} px, T={r['num_frames']}, {r['epochs']} epochs from scratch "
-                  f"({r.get('scratch_init', 'timm')} init), {threads}"
+                  f"({r.get('scratch_init', 'timm')} init), lr {r['lr']:g}, "
+                  f"{'each clip beside its time reversal in the batch' if r.get('reverse_pairs', 'none') != 'none' else 'plain batches'}"
+                  f", {threads}"
                   f"{' (--quick: a pipeline check, not an accuracy figure)' if acc.get('quick') else ''}. "
                   f"`{acc.get('command', 'python -m xvit_edge.bench.accuracy')}`. Direction: the true class "
                   "scores above its time-reversed partner (50% = blind to order).", "",
