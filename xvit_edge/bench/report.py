@@ -78,9 +78,10 @@ def accuracy_lines(runs: list[dict] | None, quantization: list[dict] | None = No
         clips = f"{data.get('train_per_class', '?')} + {data.get('val_per_class', '?')} clips per class"
         threads = (f"{acc['jobs']} models at a time, {acc['threads'] // acc['jobs']} thread(s) each"
                    if acc.get("jobs", 1) > 1 else f"{acc['threads']} threads")
+        lr = f"lr {r['lr']:g}, " if "lr" in r else ""
         lines += ["", f"**Accuracy on the synthetic temporal benchmark**, {kind} ({clips}): `{r['preset']}` at "
                   f"{r['img_size']} px, T={r['num_frames']}, {r['epochs']} epochs from scratch "
-                  f"({r.get('scratch_init', 'timm')} init), lr {r['lr']:g}, "
+                  f"({r.get('scratch_init', 'timm')} init), {lr}"
                   f"{'each clip beside its time reversal in the batch' if r.get('reverse_pairs', 'none') != 'none' else 'plain batches'}"
                   f", {threads}"
                   f"{' (--quick: a pipeline check, not an accuracy figure)' if acc.get('quick') else ''}. "
