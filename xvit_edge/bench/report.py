@@ -79,11 +79,12 @@ def accuracy_lines(runs: list[dict] | None, quantization: list[dict] | None = No
         threads = (f"{acc['jobs']} models at a time, {acc['threads'] // acc['jobs']} thread(s) each"
                    if acc.get("jobs", 1) > 1 else f"{acc['threads']} threads")
         lr = f"lr {r['lr']:g}, " if "lr" in r else ""
+        # results written before the pairs existed have no reverse_pairs: their batches were plain
+        batches = ("each clip beside its time reversal in the batch" if r.get("reverse_pairs", "none") != "none"
+                   else "plain batches")
         lines += ["", f"**Accuracy on the synthetic temporal benchmark**, {kind} ({clips}): `{r['preset']}` at "
                   f"{r['img_size']} px, T={r['num_frames']}, {r['epochs']} epochs from scratch "
-                  f"({r.get('scratch_init', 'timm')} init), {lr}"
-                  f"{'each clip beside its time reversal in the batch' if r.get('reverse_pairs', 'none') != 'none' else 'plain batches'}"
-                  f", {threads}"
+                  f"({r.get('scratch_init', 'timm')} init), {lr}{batches}, {threads}"
                   f"{' (--quick: a pipeline check, not an accuracy figure)' if acc.get('quick') else ''}. "
                   f"`{acc.get('command', 'python -m xvit_edge.bench.accuracy')}`. Direction: the true class "
                   "scores above its time-reversed partner (50% = blind to order).", "",

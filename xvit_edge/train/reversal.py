@@ -18,12 +18,9 @@ at random per clip, each replacing its original, left it at chance too.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import torch
-
-log = logging.getLogger(__name__)
 
 # TrainConfig.reverse_pairs: "auto" takes the pairs from the data's meta.json (the synthetic generator writes
 # them), "none" turns pairing off, otherwise "a:b,c:d" names them.
