@@ -145,6 +145,20 @@ def test_cli_int8(model, quantized, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "onnx:" in out and "(int8)" in out and "SQNR" in out
     assert sorted(p.name for p in (tmp_path / "o3").iterdir()) == ["xvit_test_int8.onnx", "xvit_test_int8.onnx.json"]
+    bar = json.loads((tmp_path / "o3" / "xvit_test_int8.onnx.json").read_text())["verification"]["parity"]["bar"]
+    assert bar == {"min_sqnr_db": 30.0, "min_top1_agreement": 0.99}
+    # A bar the artifact cannot meet refuses it in one line that says how far it is from fp32 and how to
+    # accept it knowingly, and leaves nothing behind; a bar it meets is recorded in the sidecar.
+    assert main(["--target", "onnx", "--checkpoint", str(quantized[0]), "--precision", "int8", "--out",
+                 str(tmp_path / "o4"), "--samples", "2", "--int8-min-sqnr", "200"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "need >= 200" in err and "against the float model it is" in err
+    assert "--int8-min-sqnr" in err and not list((tmp_path / "o4").iterdir())
+    assert main(["--target", "onnx", "--checkpoint", str(quantized[0]), "--precision", "int8", "--out",
+                 str(tmp_path / "o5"), "--samples", "2", "--int8-min-sqnr", "20"]) == 0
+    capsys.readouterr()
+    assert json.loads((tmp_path / "o5" / "xvit_test_int8.onnx.json").read_text())[
+        "verification"]["parity"]["bar"]["min_sqnr_db"] == 20.0
 
 
 def test_cli_exports_all_targets(model, tmp_path, capsys):

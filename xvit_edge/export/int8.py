@@ -4,7 +4,11 @@
   in stream mode its separately calibrated streaming step (`xvit_edge.quantize.stream`):
   XNNPACK runs its int8 linears/convs/adds, onnxruntime its QuantizeLinear/DequantizeLinear pairs. Each
   artifact is checked against that converted graph (SQNR and top-1 agreement: int8 kernels round
-  differently from PyTorch's reference ones, so exact equality is not the bar).
+  differently from PyTorch's reference ones, so exact equality is not the bar). The bar is 30 dB and 99% by
+  default, which trained models pass; a deep model that quantizes poorly can miss it in every int8 runtime
+  alike (random-weight `xvit_edge_tiny`, depth 12: ExecuTorch and ONNX 24 dB from the converted model, which
+  is itself 24 dB from fp32), so the refusal says how far the artifact is from fp32 and `--int8-min-sqnr`
+  lowers the bar knowingly. The bar used is in the sidecar.
 - Core ML gets weight-only int8 (per-channel symmetric, `linear_quantize_weights`) of the float weights, which
   for a quantized checkpoint are the QAT fine-tuned ones; activations stay fp16. Converting the PT2E QDQ
   graph with coremltools was seen to fold a constant wrongly without any error, and Core ML cannot run here
@@ -83,13 +87,22 @@ def _record(target: str, quantized: QuantizedCheckpoint | None, mode: str) -> di
                                                      if k in ("val", "int8_vs_fake_quant")}}
 
 
-def check_int8_parity(target: str, parity: dict[str, float]) -> None:
+def check_int8_parity(target: str, parity: dict[str, float], min_sqnr_db: float = INT8_MIN_SQNR_DB,
+                      vs_fp32: dict[str, float] | None = None) -> None:
+    """Refuse an int8 artifact further than `min_sqnr_db` or `INT8_MIN_AGREEMENT` top-1 agreement from the
+    converted int8 model. `vs_fp32` (the artifact against the float model) goes into the message: when the
+    model itself quantizes only that well, lowering the bar knowingly is the user's call."""
     from . import ExportError
 
-    if parity["sqnr_db"] < INT8_MIN_SQNR_DB or parity["top1_agreement"] < INT8_MIN_AGREEMENT:
+    if parity["sqnr_db"] < min_sqnr_db or parity["top1_agreement"] < INT8_MIN_AGREEMENT:
+        hint = ""
+        if vs_fp32 is not None:
+            hint = (f"; against the float model it is {vs_fp32['sqnr_db']:.1f} dB. Deep models with weights far "
+                    "from trained ones round differently in every int8 runtime; if the converted model is that "
+                    "far from fp32 too, --int8-min-sqnr sets a lower bar knowingly")
         raise ExportError(f"int8 {target} artifact disagrees with the converted int8 model: SQNR "
-                          f"{parity['sqnr_db']:.1f} dB (need >= {INT8_MIN_SQNR_DB}), top-1 agreement "
-                          f"{100 * parity['top1_agreement']:.1f}% (need >= {100 * INT8_MIN_AGREEMENT:.0f}%)")
+                          f"{parity['sqnr_db']:.1f} dB (need >= {min_sqnr_db:g}), top-1 agreement "
+                          f"{100 * parity['top1_agreement']:.1f}% (need >= {100 * INT8_MIN_AGREEMENT:.0f}%){hint}")
 
 
 def quant_ops_not_delegated(delegation: dict) -> list[str]:
