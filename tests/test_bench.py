@@ -141,6 +141,11 @@ def test_accuracy_bench_refuses_a_folder_without_clips(tmp_path, capsys):
 
     assert accuracy_main(["--data", str(tmp_path), "--out", str(tmp_path)]) == 2
     assert "no train/ folder" in capsys.readouterr().err
+    # a focus curriculum needs its classes (among the benchmark's) and its passes, both
+    for bad in (["--focus", "rotate_cw", "rotate_ccw"], ["--focus-epochs", "4"],
+                ["--focus", "spin", "--focus-epochs", "4"]):
+        assert accuracy_main([*bad, "--out", str(tmp_path)]) == 2
+        assert "--focus names classes among --classes" in capsys.readouterr().err
 
 
 def test_report_quotes_every_accuracy_run_and_the_int8_comparison():
@@ -161,6 +166,10 @@ def test_report_quotes_every_accuracy_run_and_the_int8_comparison():
     assert "one time-reversed pair: move_right vs move_left" in text and "12 classes in 6 time-reversed pairs" in text
     assert "| causal | 0.27 | 97.5% | 97.5% | 100.0% | 200 | 300 |" in text
     assert "| space_only | 0.27 | 50.0% | 50.0% |" in text and "(mimetic init)" in text
+    focused = {**run, "recipe": {**run["recipe"], "reverse_pairs": "auto", "focus": ["rotate_cw", "rotate_ccw"],
+                                 "focus_epochs": 16}}
+    assert ("each clip beside its time reversal in the batch, first 16 passes over rotate_cw and rotate_ccw alone"
+            in "\n".join(accuracy_lines([focused])))
     assert "| PTQ int8 | 95.0% | -2.5 points | 18.0 | 97.0% |" in text and "| QAT int8 | 97.0% | -0.5 points |" in text
     assert "no `accuracy.json` yet" in "\n".join(accuracy_lines(None))
 

@@ -224,3 +224,36 @@ def test_reverse_pairs_come_from_the_benchmark_or_the_user(synth, tmp_path, caps
         assert main(["--train-data", str(synth / "train"), "--preset", "xvit_test", "--reverse-pairs", bad,
                      "--out", str(tmp_path / "o"), "--workers", "0"]) == 2
         assert says in capsys.readouterr().err
+
+
+def test_focus_phase_trains_on_its_classes_alone_first_then_on_all(synth, tmp_path, monkeypatch, capsys):
+    """`focus` passes draw only the named classes' clips (labels and their reversal partners), recorded as
+    epoch 0 with its validation; the main epochs then draw every class; a resumed run does not redo it."""
+    import xvit_edge.train.loop as loop
+
+    seen: list[set[int]] = []
+    real = loop.with_time_reversed
+
+    def spy(clips, labels, partner):
+        seen.append(set(labels.tolist()))
+        return real(clips, labels, partner)
+
+    monkeypatch.setattr(loop, "with_time_reversed", spy)
+    # labels: grow 0, move_left 1, move_right 2, shrink 3; 8 clips of grow/shrink = 2 batches per pass
+    result = train(config(synth, tmp_path, epochs=1, focus=("grow", "shrink"), focus_epochs=2, reverse_pairs="none"))
+    focus_batches, main_batches = seen[:4], seen[4:]
+    assert set().union(*focus_batches) == {0, 3} and set().union(*main_batches) == {0, 1, 2, 3}
+    history = result.state["history"]
+    assert [h["epoch"] for h in history] == [0, 1] and [h["step"] for h in history] == [4, 8]
+    assert history[0]["val_clips"] == 8  # validated on every class
+    seen.clear()
+    resumed = train(config(synth, tmp_path, epochs=2, focus=("grow", "shrink"), focus_epochs=2,
+                           reverse_pairs="none", resume=str(tmp_path / "last.pt")))
+    assert len(seen) == 4 and [h["epoch"] for h in resumed.state["history"]] == [0, 1, 2]
+    with pytest.raises(ValueError, match="not among the training labels"):
+        train(config(synth, tmp_path / "bad", focus=("spin",), focus_epochs=1))
+    with pytest.raises(SystemExit) as exit_:
+        main(["--train-data", str(synth / "train"), "--preset", "xvit_test", "--focus", "grow,shrink",
+              "--out", str(tmp_path / "o"), "--workers", "0"])
+    assert exit_.value.code == 2
+    assert "--focus and --focus-epochs go together" in capsys.readouterr().err

@@ -62,6 +62,8 @@ class Recipe:
     warmup_epochs: float = 1.0
     scratch_init: str = "mimetic"
     reverse_pairs: str = "auto"  # each clip's time reversal joins its batch (xvit_edge/train/reversal.py)
+    focus: tuple[str, ...] = ()  # curriculum: classes trained alone first (TrainConfig.focus)
+    focus_epochs: int = 0
     seed: int = 0
 
 
@@ -149,7 +151,8 @@ def _train_one(recipe: Recipe, data: Path, work: Path, variant: str, threads: in
                       preset=recipe.preset, model_overrides=config_overrides(recipe, variant),
                       epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
                       warmup_epochs=recipe.warmup_epochs, scratch_init=recipe.scratch_init,
-                      reverse_pairs=recipe.reverse_pairs, seed=recipe.seed,
+                      reverse_pairs=recipe.reverse_pairs, focus=tuple(recipe.focus),
+                      focus_epochs=recipe.focus_epochs, seed=recipe.seed,
                       workers=1, device="cpu", resume=resume)
     log.info("training %s: %s%s", variant, cfg.model_overrides, f" (resuming {resume})" if resume else "")
     resume_epoch = load_checkpoint(resume)[1].extra["train_state"]["epoch"] if resume else None
@@ -293,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reverse-pairs", choices=["auto", "none"], default=d.reverse_pairs,
                    help="'auto': beside each clip its batch gets the clip reversed in time, labelled with its "
                    "partner class (python -m xvit_edge.train --help); 'none': plain batches")
+    p.add_argument("--focus", nargs="+", default=list(d.focus), metavar="CLASS",
+                   help="curriculum: classes every model trains on alone first, for --focus-epochs passes over "
+                   "their clips (python -m xvit_edge.train --help); e.g. rotate_cw rotate_ccw, the pair the nano "
+                   "model does not pick up among all 12 classes")
+    p.add_argument("--focus-epochs", type=int, default=d.focus_epochs,
+                   help="passes over the --focus classes' clips before the main epochs")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the data and of training")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads for training, "
                    "shared by the --jobs processes")
@@ -353,7 +362,12 @@ def main(argv: list[str] | None = None) -> int:
         recipe = Recipe(preset=args.preset, img_size=args.img_size, num_frames=args.frames, classes=tuple(args.classes),
                         train_per_class=args.train_per_class, val_per_class=args.val_per_class,
                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs,
-                        scratch_init=args.scratch_init, reverse_pairs=args.reverse_pairs, seed=args.seed)
+                        scratch_init=args.scratch_init, reverse_pairs=args.reverse_pairs, focus=tuple(args.focus),
+                        focus_epochs=args.focus_epochs, seed=args.seed)
+    if bool(recipe.focus) != (recipe.focus_epochs > 0) or not set(recipe.focus) <= set(recipe.classes):
+        print("error: --focus names classes among --classes, and --focus-epochs how many passes over them; "
+              "give both or neither", file=sys.stderr)
+        return 2
     if args.quantize and args.quantize not in args.models:
         print(f"error: --quantize {args.quantize} is not among --models", file=sys.stderr)
         return 2

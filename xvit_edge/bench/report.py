@@ -82,6 +82,8 @@ def accuracy_lines(runs: list[dict] | None, quantization: list[dict] | None = No
         # results written before the pairs existed have no reverse_pairs: their batches were plain
         batches = ("each clip beside its time reversal in the batch" if r.get("reverse_pairs", "none") != "none"
                    else "plain batches")
+        if r.get("focus"):
+            batches += f", first {r['focus_epochs']} passes over {' and '.join(r['focus'])} alone"
         lines += ["", f"**Accuracy on the synthetic temporal benchmark**, {kind} ({clips}): `{r['preset']}` at "
                   f"{r['img_size']} px, T={r['num_frames']}, {r['epochs']} epochs from scratch "
                   f"({r.get('scratch_init', 'timm')} init), {lr}{batches}, {threads}"

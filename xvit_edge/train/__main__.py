@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "class its batch gets the clip reversed in time, labelled with the partner, so order-blind "
                    "features cancel and the model must learn the order. 'auto' takes the pairs from a meta.json "
                    "beside the training data (python -m xvit_edge.data.synthetic writes one) and uses none without it")
+    p.add_argument("--focus", default="", metavar="A,B",
+                   help="curriculum: classes to train alone first, for --focus-epochs passes over their clips, before "
+                   "epoch 1 (every class stays in the model's head; the validation after it is recorded as epoch 0). "
+                   "For a pair that stays at chance among many classes: on the synthetic benchmark the 0.27 M "
+                   "nano model learns rotate_cw,rotate_ccw alone but not among all 12 classes, and keeps it after")
+    p.add_argument("--focus-epochs", type=int, default=d.focus_epochs,
+                   help="passes over the --focus classes' clips before the main epochs")
     p.add_argument("--mean", type=float, nargs=3, help="normalisation mean (default: ImageNet's)")
     p.add_argument("--std", type=float, nargs=3, help="normalisation std (default: ImageNet's)")
     p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes per training process")
@@ -101,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides = parse_overrides(args.overrides)
     except argparse.ArgumentTypeError as e:
         parser.error(str(e))  # usage and one line, exit 2
+    if bool(args.focus) != (args.focus_epochs > 0):
+        parser.error("--focus and --focus-epochs go together: name the classes and how many passes over them")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = TrainConfig(
         train_data=args.train_data, val_data=args.val_data, out=args.out, preset=args.preset,
@@ -109,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr, weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, grad_clip=args.grad_clip,
         sampling=args.sampling, stride=args.stride, scale_min=args.scale_min, flip=args.flip,
-        reverse_pairs=args.reverse_pairs,
+        reverse_pairs=args.reverse_pairs, focus=tuple(c for c in args.focus.split(",") if c),
+        focus_epochs=args.focus_epochs,
         mean=tuple(args.mean) if args.mean else None, std=tuple(args.std) if args.std else None,
         workers=args.workers, seed=args.seed, max_steps=args.max_steps, device=args.device)
     try:

@@ -58,6 +58,10 @@ class TrainConfig:
     # classes that are each other's time reversal, trained as contrasting pairs (train/reversal.py):
     # "auto" (the pairs in the data's meta.json), "none", or "a:b,c:d"
     reverse_pairs: str = "auto"
+    # curriculum: before epoch 1, `focus_epochs` passes over the clips of these classes only (all classes stay
+    # in the head); a pair that stays at chance among many classes can be learned alone first (README)
+    focus: tuple[str, ...] = ()
+    focus_epochs: int = 0
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
     workers: int = 2
@@ -132,6 +136,16 @@ def clip_dataset(cfg: TrainConfig, samples: list[tuple[str, int]], labels: list[
     return VideoClipDataset(samples, labels, frames, pre, train=False, sampling=cfg.sampling, stride=cfg.stride)
 
 
+def focus_subset(train_set: torch.utils.data.Dataset, samples: list, labels: list[str],
+                 focus: tuple[str, ...]) -> torch.utils.data.Subset:
+    """The clips of `train_set` whose class is in `focus` (the focus phase's data)."""
+    unknown = sorted(set(focus) - set(labels))
+    if not focus or unknown:
+        raise ValueError(f"focus classes {unknown or '(none given)'} are not among the training labels {labels}")
+    wanted = {labels.index(name) for name in focus}
+    return torch.utils.data.Subset(train_set, [i for i, s in enumerate(samples) if s[1] in wanted])
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, info: distributed.DistInfo) -> dict[str, float]:
     """Top-1 accuracy and mean loss over the loader (summed over ranks); multi-view clips are averaged."""
@@ -199,16 +213,21 @@ def train(cfg: TrainConfig) -> TrainResult:
         criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
         steps_per_epoch = math.ceil(len(train_set) / (cfg.batch_size * info.world_size))
-        total = steps_per_epoch * cfg.epochs
+        focus_set = focus_subset(train_set, train_samples, labels, cfg.focus) if cfg.focus_epochs else None
+        focus_steps = math.ceil(len(focus_set) / (cfg.batch_size * info.world_size)) * cfg.focus_epochs \
+            if focus_set is not None else 0
+        total = focus_steps + steps_per_epoch * cfg.epochs
         warmup = int(cfg.warmup_epochs * steps_per_epoch)
-        for epoch in range(state["epoch"], cfg.epochs):
-            train_set.epoch = epoch  # new augmentation draws every epoch, reproducible from the seed
-            loader = make_loader(train_set, cfg, info, train=True, epoch_seed=epoch)
+
+        def one_pass(dataset: torch.utils.data.Dataset, draw: int, desc: str) -> list[float]:
+            """One shuffled pass over `dataset` (augmentation draw `draw`); returns [loss sum, clips, skipped]."""
+            train_set.epoch = draw  # new augmentation draws every pass, reproducible from the seed
+            loader = make_loader(dataset, cfg, info, train=True, epoch_seed=draw)
             if isinstance(loader.sampler, DistributedSampler):
-                loader.sampler.set_epoch(epoch)
+                loader.sampler.set_epoch(draw)
             ddp.train()
             loss_sum = seen = skipped = 0.0
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not info.is_main, leave=False)
+            bar = tqdm(loader, desc=desc, disable=not info.is_main, leave=False)
             for batch in bar:
                 skipped += len(batch.skipped)
                 weight = 1.0
@@ -237,29 +256,47 @@ def train(cfg: TrainConfig) -> TrainResult:
                 bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
                 if cfg.max_steps and state["step"] >= cfg.max_steps:
                     break
-            loss_sum, seen, skipped = distributed.all_reduce_sum([loss_sum, seen, skipped], info)
-            record = {"epoch": epoch + 1, "step": state["step"], "train_loss": loss_sum / max(seen, 1),
+            return [loss_sum, seen, skipped]
+
+        def end_epoch(epoch: int, sums: list[float]) -> None:
+            """Evaluate, record and checkpoint after `epoch` (0: the focus phase)."""
+            loss_sum, seen, skipped = distributed.all_reduce_sum(sums, info)
+            record = {"epoch": epoch, "step": state["step"], "train_loss": loss_sum / max(seen, 1),
                       "train_skipped": skipped}
             if skipped:
-                log.warning("epoch %d: skipped %d unreadable clips (see the warnings above)", epoch + 1, skipped)
+                log.warning("epoch %d: skipped %d unreadable clips (see the warnings above)", epoch, skipped)
             if val_set is not None:
                 val = evaluate(ddp, make_loader(val_set, cfg, info, train=False), info)
                 record.update({f"val_{k}": v for k, v in val.items()})
             state["history"].append(record)
-            state["epoch"] = epoch + 1
+            state["epoch"] = epoch
             top1 = record.get("val_top1", -record["train_loss"])
             is_best = top1 > state["best_top1"]
             state["best_top1"] = max(top1, state["best_top1"])
             if info.is_main:
-                log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in record.items()))
+                log.info("epoch %d%s: %s", epoch, " (focus)" if epoch == 0 else "",
+                         ", ".join(f"{k}={v:.4g}" for k, v in record.items()))
                 extra = {"train_state": state, "optimizer": optimizer.state_dict(), "train_config": cfg.to_dict()}
                 save_checkpoint(out / "last.pt", model, labels, pre, **extra)
                 if is_best:
                     save_checkpoint(out / "best.pt", model, labels, pre, **extra)
                 (out / "history.json").write_text(json.dumps(state["history"], indent=2))
                 plot_history(state["history"], out / "training_curve.png")
+
+        if focus_set is not None and not state["history"]:  # a resumed run has finished its focus phase
+            log.info("focus phase: %d passes over the %d clips of %s", cfg.focus_epochs, len(focus_set),
+                     ", ".join(cfg.focus))
+            sums = [0.0, 0.0, 0.0]
+            for k in range(cfg.focus_epochs):  # draws after the main epochs' own, so no pass repeats another's
+                if cfg.max_steps and state["step"] >= cfg.max_steps:
+                    break
+                sums = [a + b for a, b in zip(sums, one_pass(focus_set, cfg.epochs + k,
+                                                             f"focus {k + 1}/{cfg.focus_epochs}"))]
+            end_epoch(0, sums)
+        for epoch in range(state["epoch"], cfg.epochs):
             if cfg.max_steps and state["step"] >= cfg.max_steps:
                 break
+            end_epoch(epoch + 1, one_pass(train_set, epoch, f"epoch {epoch + 1}/{cfg.epochs}"))
         return TrainResult(model, state)
     finally:
         distributed.cleanup()
