@@ -220,6 +220,9 @@ def test_reverse_pairs_come_from_the_benchmark_or_the_user(synth, tmp_path, caps
     assert resolve_pairs("none", synth / "train", labels) == []
     assert resolve_pairs("auto", tmp_path, labels) == []  # the user's own data: no meta.json, no pairs
     assert resolve_pairs("grow:shrink", tmp_path, labels) == [("grow", "shrink")]
+    (tmp_path / "meta.json").write_text('{"pairs": [["grow", "shrink", "move_left"]]}')
+    with pytest.raises(ValueError, match=r"meta.json: not a JSON object whose 'pairs' is a list of \[class, class\]"):
+        resolve_pairs("auto", tmp_path, labels)
     for bad, says in (("grow:nothing", "not in the training data: ['nothing']"), ("grow", "expected 'class:class'")):
         assert main(["--train-data", str(synth / "train"), "--preset", "xvit_test", "--reverse-pairs", bad,
                      "--out", str(tmp_path / "o"), "--workers", "0"]) == 2

@@ -31,7 +31,8 @@ from typing import Any, Callable
 import torch
 
 from ..config import XViTConfig, causal_variant, get_config, space_only_baseline
-from ..data.synthetic import CLASSES, PARTNER, VERSION, write_dataset
+from ..data.synthetic import CLASSES, PAIRS, VERSION, write_dataset
+from ..train.reversal import partner_table
 from ..model.init import SCRATCH_INITS
 from ..model.weights import load_checkpoint, save_checkpoint
 
@@ -101,8 +102,8 @@ def held_out_scores(model: torch.nn.Module, val_dir: Path, labels: list[str], pr
             targets.append(batch.labels)
     logits, targets = torch.cat(logits), torch.cat(targets)
     pred = logits.argmax(-1)
-    index = {name: i for i, name in enumerate(labels)}
-    partner = torch.tensor([index.get(PARTNER.get(name, ""), i) for i, name in enumerate(labels)])
+    partner = partner_table([(a, b) for a, b in PAIRS if a in labels and b in labels], labels)
+    partner = torch.where(partner >= 0, partner, torch.arange(len(labels)))  # unpaired: its own partner
     pair_of = torch.minimum(torch.arange(len(labels)), partner)  # one id per pair
     rows = torch.arange(len(targets))
     direction = (logits[rows, targets] > logits[rows, partner[targets]]).float()

@@ -46,10 +46,10 @@ def meta_pairs(train_data: str | Path) -> list[tuple[str, str]]:
     for meta in (folder / "meta.json", folder.parent / "meta.json"):
         if meta.is_file():
             try:
-                pairs = json.loads(meta.read_text()).get("pairs", [])
-            except (json.JSONDecodeError, AttributeError) as e:
-                raise ValueError(f"{meta}: not a JSON object with a 'pairs' list ({e})") from e
-            return [(str(a), str(b)) for a, b in pairs]
+                return [(str(a), str(b)) for a, b in json.loads(meta.read_text()).get("pairs", [])]
+            except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as e:
+                raise ValueError(f"{meta}: not a JSON object whose 'pairs' is a list of [class, class] "
+                                 f"({e})") from e
     return []
 
 
