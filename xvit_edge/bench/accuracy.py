@@ -32,9 +32,9 @@ import torch
 
 from ..config import XViTConfig, causal_variant, get_config, space_only_baseline
 from ..data.synthetic import CLASSES, PAIRS, VERSION, write_dataset
-from ..train.reversal import partner_table
 from ..model.init import SCRATCH_INITS
 from ..model.weights import load_checkpoint, save_checkpoint
+from ..train.reversal import partner_table
 
 log = logging.getLogger(__name__)
 
