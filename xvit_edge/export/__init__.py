@@ -21,6 +21,7 @@ from ..config import Preprocessing
 from ..model import XViT
 from ..model.streaming import StreamingStep, StreamState, streamable
 from . import stream
+from .int8 import INT8_MIN_SQNR_DB
 from .sidecar import build_sidecar, write_sidecar
 from .verify import compare, sample_inputs
 
@@ -61,7 +62,7 @@ def _require(target: str) -> None:
 def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target: str, out_dir: str | os.PathLike,
            precision: str = "fp32", verify: bool = True, samples: int = 4, name: str | None = None,
            mode: str = "clip", quantized: QuantizedCheckpoint | None = None,
-           int8_min_sqnr: float | None = None) -> Artifact:
+           int8_min_sqnr: float = INT8_MIN_SQNR_DB) -> Artifact:
     """Write one artifact and its sidecar into `out_dir`; verified against `model` unless `verify=False`.
 
     `mode="stream"` exports the incremental step of a causal model (`samples` streams of T + 3 frames verify
@@ -71,7 +72,7 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
     int8: `quantized` is `xvit_edge.quantize.load_quantized(checkpoint)` (with `stream=True` for stream mode);
     ExecuTorch and ONNX export its converted graph (clip) or converted step (stream) and are verified against
     it; Core ML quantizes `model`'s weights (weight-only). See `int8`. `int8_min_sqnr` lowers or raises the
-    SQNR bar of that check (default `int8.INT8_MIN_SQNR_DB`); the bar used is recorded in the sidecar.
+    SQNR bar of that check; the bar used is recorded in the sidecar.
 
     Everything is built in a temporary folder and moved into place only once it has verified, so a
     failure leaves nothing partial behind.
@@ -171,7 +172,7 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
                 outputs = [out[0] for out in run(path, [(x,) for x in inputs])]
                 report["parity"] = compare(reference, outputs)
             if precision == "int8":
-                from .int8 import INT8_MIN_AGREEMENT, INT8_MIN_SQNR_DB, check_int8_parity
+                from .int8 import INT8_MIN_AGREEMENT, check_int8_parity
 
                 report["parity"]["reference"] = "the converted int8 " + ("step" if mode == "stream" else "model") \
                     + " (PyTorch)"
@@ -180,9 +181,9 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
                         stream.compare_runs(stream.stream_runs(stream.eager_step(model), cfg, samples, preprocessing),
                                             outputs, cfg)
                         if mode == "stream" else compare([model(x) for x in inputs], outputs))
-                bar = INT8_MIN_SQNR_DB if int8_min_sqnr is None else float(int8_min_sqnr)
-                report["parity"]["bar"] = {"min_sqnr_db": bar, "min_top1_agreement": INT8_MIN_AGREEMENT}
-                check_int8_parity(target, report["parity"], bar, report["int8_vs_fp32"])
+                report["parity"]["bar"] = {"min_sqnr_db": float(int8_min_sqnr),
+                                           "min_top1_agreement": INT8_MIN_AGREEMENT}
+                check_int8_parity(target, report["parity"], int8_min_sqnr, report["int8_vs_fp32"])
             elif report["parity"]["max_abs_diff"] > FP32_ATOL:
                 raise ExportError(f"{target} artifact disagrees with the eager model: max abs diff "
                                   f"{report['parity']['max_abs_diff']:.3g} > {FP32_ATOL}")

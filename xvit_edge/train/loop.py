@@ -212,10 +212,12 @@ def train(cfg: TrainConfig) -> TrainResult:
             optimizer.load_state_dict(meta.extra["optimizer"])
         criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
-        steps_per_epoch = math.ceil(len(train_set) / (cfg.batch_size * info.world_size))
+        def steps_per_pass(dataset: torch.utils.data.Dataset) -> int:
+            return math.ceil(len(dataset) / (cfg.batch_size * info.world_size))
+
+        steps_per_epoch = steps_per_pass(train_set)
         focus_set = focus_subset(train_set, train_samples, labels, cfg.focus) if cfg.focus_epochs else None
-        focus_steps = math.ceil(len(focus_set) / (cfg.batch_size * info.world_size)) * cfg.focus_epochs \
-            if focus_set is not None else 0
+        focus_steps = steps_per_pass(focus_set) * cfg.focus_epochs if focus_set is not None else 0
         total = focus_steps + steps_per_epoch * cfg.epochs
         warmup = int(cfg.warmup_epochs * steps_per_epoch)
 

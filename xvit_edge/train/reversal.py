@@ -47,7 +47,7 @@ def meta_pairs(train_data: str | Path) -> list[tuple[str, str]]:
         if meta.is_file():
             try:
                 return [(str(a), str(b)) for a, b in json.loads(meta.read_text()).get("pairs", [])]
-            except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as e:
+            except (AttributeError, TypeError, ValueError) as e:  # JSONDecodeError is a ValueError
                 raise ValueError(f"{meta}: not a JSON object whose 'pairs' is a list of [class, class] "
                                  f"({e})") from e
     return []
