@@ -200,3 +200,13 @@ def test_timing_subprocess_feeds_a_streaming_step_its_frame_and_state(stream_art
         assert timing["median_ms"] > 0 and timing["repeats"] == 3
     with pytest.raises(RuntimeError, match="timing executorch"):  # a wrong input count fails loudly
         measure_in_subprocess("executorch", [(stream_artifacts["executorch"].path, shapes[:1])], 1, repeats=1, warmup=0)
+
+
+def test_timed_calls_take_turns_so_a_slowdown_lands_on_each_alike():
+    from xvit_edge.bench.timing import time_calls
+
+    order = []
+    timings = time_calls([lambda: order.append("a"), lambda: order.append("b")], repeats=3, warmup=1, threads=1)
+    assert order == ["a", "b"] * 4  # one warm-up round, then three timed rounds, each calling both in turn
+    assert [(t.repeats, t.warmup) for t in timings] == [(3, 1), (3, 1)]
+    assert all(0 <= t.min_ms <= t.median_ms <= t.p90_ms for t in timings)

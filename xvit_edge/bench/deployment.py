@@ -2,8 +2,8 @@
 
 Every (runtime, threads) pair is timed in a fresh subprocess: ExecuTorch's thread pool can only be sized
 before a program is loaded, and a fresh process keeps one runtime's allocations and threads from colouring
-another's. The fp32 and int8 artifacts of one runtime share that process (timed one after the other): an
-ExecuTorch process spends about 7 s importing before it times anything.
+another's. The fp32 and int8 artifacts of one runtime share that process, timed side by side (a round calls
+each once, in turn): an ExecuTorch process spends about 7 s importing before it times anything.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..config import Preprocessing, get_config
 from ..export import ExportError, export
 from ..model import XViT
 from ..model.weights import load_checkpoint, save_checkpoint
-from .timing import time_call
+from .timing import time_calls
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +44,21 @@ def measure(runtime: str, jobs: list[tuple[str, list[list[int]]]], threads: int,
         from ..export.onnx import ort_session
     elif runtime != "eager":
         raise ValueError(f"unknown runtime {runtime!r}")
-    timings = []
+    fns = []
     for path, shapes in jobs:
         xs = [torch.randn(shape) for shape in shapes]
         if runtime == "eager":
             model = load_checkpoint(path)[0]
-            fn = lambda: model(*xs)  # noqa: E731
+            fns.append(lambda model=model, xs=xs: model(*xs))
         elif runtime == "executorch":
             method = Runtime.get().load_program(path).load_method("forward")
-            fn = lambda: method.execute(xs)  # noqa: E731
+            fns.append(lambda method=method, xs=xs: method.execute(xs))
         else:
             session = ort_session(path, threads)  # the session the runtime and the export's parity check use
             feed = {i.name: x.numpy() for i, x in zip(session.get_inputs(), xs)}
-            fn = lambda: session.run(None, feed)  # noqa: E731
-        with torch.inference_mode():
-            timings.append(time_call(fn, repeats=repeats, warmup=warmup, threads=threads).to_dict())
-    return timings
+            fns.append(lambda session=session, feed=feed: session.run(None, feed))
+    with torch.inference_mode():
+        return [t.to_dict() for t in time_calls(fns, repeats=repeats, warmup=warmup, threads=threads)]
 
 
 def measure_in_subprocess(runtime: str, jobs: list[tuple[Path, list[list[int]]]], threads: int, repeats: int,

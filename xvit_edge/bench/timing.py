@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -39,14 +39,26 @@ def torch_threads(n: int):
 
 def time_call(fn: Callable[[], object], *, repeats: int, warmup: int, threads: int) -> Timing:
     """Time `fn()` `repeats` times after `warmup` untimed calls, with `threads` torch threads."""
+    return time_calls([fn], repeats=repeats, warmup=warmup, threads=threads)[0]
+
+
+def time_calls(fns: Sequence[Callable[[], object]], *, repeats: int, warmup: int, threads: int) -> list[Timing]:
+    """Time several calls side by side: each round calls every `fn` once, in turn, so that a drift of the
+    machine's speed (another process, the clock) lands on all of them alike and their ratio stays fair."""
+    samples: list[list[float]] = [[] for _ in fns]
     with torch_threads(threads):
         for _ in range(warmup):
-            fn()
-        samples = []
+            for fn in fns:
+                fn()
         for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            samples.append((time.perf_counter() - start) * 1e3)
-    samples.sort()
+            for fn, times in zip(fns, samples):
+                start = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - start) * 1e3)
+    return [_timing(times, repeats, warmup, threads) for times in samples]
+
+
+def _timing(samples: list[float], repeats: int, warmup: int, threads: int) -> Timing:
+    samples = sorted(samples)
     p90 = samples[min(len(samples) - 1, round(0.9 * (len(samples) - 1)))]
     return Timing(statistics.median(samples), p90, samples[0], repeats, warmup, threads)
