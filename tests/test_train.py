@@ -255,6 +255,9 @@ def test_focus_phase_trains_on_its_classes_alone_first_then_on_all(synth, tmp_pa
     assert len(seen) == 4 and [h["epoch"] for h in resumed.state["history"]] == [0, 1, 2]
     with pytest.raises(ValueError, match="not among the training labels"):
         train(config(synth, tmp_path / "bad", focus=("spin",), focus_epochs=1))
+    for focus, passes in ((("grow",), 0), ((), 3), (("grow",), -1)):  # the API refuses what the CLI refuses
+        with pytest.raises(ValueError, match="go together"):
+            TrainConfig(train_data=str(synth / "train"), focus=focus, focus_epochs=passes)
     with pytest.raises(SystemExit) as exit_:
         main(["--train-data", str(synth / "train"), "--preset", "xvit_test", "--focus", "grow,shrink",
               "--out", str(tmp_path / "o"), "--workers", "0"])

@@ -69,6 +69,12 @@ class TrainConfig:
     max_steps: int | None = None  # stop early (smoke tests, profiling)
     device: str | None = None
 
+    def __post_init__(self) -> None:
+        # a focus list without passes (or passes without a list) would silently train without the curriculum
+        if self.focus_epochs < 0 or bool(self.focus) != (self.focus_epochs > 0):
+            raise ValueError(f"focus={self.focus!r} and focus_epochs={self.focus_epochs} go together: name the "
+                             "classes to train alone first and how many passes (>= 1) over their clips, or neither")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
