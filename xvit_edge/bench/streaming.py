@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,8 +33,8 @@ from ..assets import default_checkpoint
 from ..config import Preprocessing, causal_variant, get_config
 from ..model import XViT
 from ..model.streaming import StreamingStep, StreamState
-from ..model.weights import save_checkpoint
-from .timing import time_calls, torch_threads
+from ..model.weights import Checkpoint, load_checkpoint, save_checkpoint
+from .timing import median_p90, time_calls, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -52,27 +51,23 @@ def _causal_checkpoint(preset: str, folder: Path) -> Path:
     return path
 
 
-def _executorch_clip(checkpoint: Path, folder: Path) -> Path:
-    """The checkpoint's whole-clip model exported to ExecuTorch in fp32 (verified against eager by export)."""
+def _executorch_clip(model: XViT, meta: Checkpoint, folder: Path) -> Path:
+    """The whole-clip model exported to ExecuTorch in fp32 (verified against eager by export)."""
     from ..export import export
-    from ..model.weights import load_checkpoint
 
-    model, meta = load_checkpoint(checkpoint)
     return export(model, meta.labels, meta.preprocessing, "executorch", folder / "clip", "fp32", samples=2).path
 
 
-def _executorch_steps(checkpoint: Path, folder: Path) -> dict[str, tuple[Path, dict]]:
-    """The checkpoint's incremental step exported to ExecuTorch, fp32 and int8 (PTQ of the random-weight model
+def _executorch_steps(model: XViT, meta: Checkpoint, folder: Path) -> dict[str, tuple[Path, dict]]:
+    """The model's incremental step exported to ExecuTorch, fp32 and int8 (PTQ of the random-weight model
     on synthetic clips, `deployment.int8_checkpoint`: fine for speed, meaningless for accuracy), with the
     parity `export` measures (on the same kind of clips) against
     the eager step (fp32) or the converted int8 step. Reported, not enforced: the export bar is for trained
     models, and a random-weight int8 model may miss it without saying anything about the timing."""
     from ..export import export, stream
     from ..export.executorch import load_pte
-    from ..model.weights import load_checkpoint
     from .deployment import int8_checkpoint
 
-    model, meta = load_checkpoint(checkpoint)
     cfg = model.config
     quantized = int8_checkpoint(model, meta.labels, meta.preprocessing, folder / "int8.pt", stream=True)
     references = {"fp32": stream.eager_step(model), "int8": lambda xs: quantized.converted_step(*xs)}
@@ -86,9 +81,8 @@ def _executorch_steps(checkpoint: Path, folder: Path) -> dict[str, tuple[Path, d
 
 
 def _stats(samples_ms: list[float]) -> dict:
-    s = sorted(samples_ms)
-    return {"median_ms": statistics.median(s), "p90_ms": s[min(len(s) - 1, round(0.9 * (len(s) - 1)))],
-            "frames": len(s)}
+    median, p90 = median_p90(samples_ms)
+    return {"median_ms": median, "p90_ms": p90, "frames": len(samples_ms)}
 
 
 # ---------------------------------------------------------------------------------------------- per frame
@@ -309,8 +303,12 @@ def run(preset: str, threads: list[int], repeats: int, warmup: int, quick: bool,
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = _causal_checkpoint(preset, Path(tmp))
         # the full run exports the step (fp32, int8) and the clip model (fp32) to ExecuTorch, as a phone runs them
-        steps = {} if quick else _executorch_steps(ckpt, Path(tmp))
-        executorch = None if quick else (_executorch_clip(ckpt, Path(tmp)), steps["fp32"][0])
+        if quick:
+            steps, executorch = {}, None
+        else:
+            model, meta = load_checkpoint(ckpt)
+            steps = _executorch_steps(model, meta, Path(tmp))
+            executorch = (_executorch_clip(model, meta, Path(tmp)), steps["fp32"][0])
         # the 5x target is a ratio of two medians: twice the usual samples, the modes side by side
         result = {"per_frame": per_frame_cost(preset, threads[-1:] if quick else threads, 2 * repeats, warmup,
                                               onnx=not quick, executorch=executorch)}

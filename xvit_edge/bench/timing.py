@@ -58,7 +58,11 @@ def time_calls(fns: Sequence[Callable[[], object]], *, repeats: int, warmup: int
     return [_timing(times, repeats, warmup, threads) for times in samples]
 
 
+def median_p90(samples_ms: list[float]) -> tuple[float, float]:
+    """The median and the 90th percentile (nearest rank) of some latencies."""
+    s = sorted(samples_ms)
+    return statistics.median(s), s[min(len(s) - 1, round(0.9 * (len(s) - 1)))]
+
+
 def _timing(samples: list[float], repeats: int, warmup: int, threads: int) -> Timing:
-    samples = sorted(samples)
-    p90 = samples[min(len(samples) - 1, round(0.9 * (len(samples) - 1)))]
-    return Timing(statistics.median(samples), p90, samples[0], repeats, warmup, threads)
+    return Timing(*median_p90(samples), min(samples), repeats, warmup, threads)
