@@ -78,6 +78,8 @@ def test_accuracy_bench_quick_trains_scores_and_saves_a_checkpoint(tmp_path):
     assert set(results["models"]) == {"causal", "space_only"} and results["complete"] is True
     space = results["models"]["space_only"]
     assert space["clips"] == 24 and space["direction_accuracy"] == 0.5
+    # two temporal views: a reversed clip's views hold its partner's frames, swapped, so still exactly 50%
+    assert space["multiview"]["views"] == {"clips": 2, "crops": 1} and space["multiview"]["direction_accuracy"] == 0.5
     assert results["models"]["causal"]["config"]["causal"] is True
     assert results["command"].startswith("python -m xvit_edge.bench.accuracy --quick") and str(tmp_path) not in results["command"]
     assert (tmp_path / "accuracy_t.png").stat().st_size > 1000
@@ -164,8 +166,10 @@ def test_report_quotes_every_accuracy_run_and_the_int8_comparison():
     text = "\n".join(accuracy_lines([run, {**run, "recipe": {**run["recipe"], "classes": [str(i) for i in range(12)]}}],
                                    [quant]))
     assert "one time-reversed pair: move_right vs move_left" in text and "12 classes in 6 time-reversed pairs" in text
-    assert "| causal | 0.27 | 97.5% | 97.5% | 100.0% | 200 | 300 |" in text
-    assert "| space_only | 0.27 | 50.0% | 50.0% |" in text and "(mimetic init)" in text
+    assert "| causal | 0.27 | 97.5% | - | 97.5% | 100.0% | 200 | 300 |" in text  # a file without test views
+    assert "| space_only | 0.27 | 50.0% | - | 50.0% |" in text and "(mimetic init)" in text
+    views = {**run, "models": {"causal": {**model, "multiview": {"top1": 0.98}}}}
+    assert "| causal | 0.27 | 97.5% | 98.0% | 97.5% |" in "\n".join(accuracy_lines([views]))
     focused = {**run, "recipe": {**run["recipe"], "reverse_pairs": "auto", "focus": ["rotate_cw", "rotate_ccw"],
                                  "focus_epochs": 16}}
     assert ("each clip beside its time reversal in the batch, first 16 passes over rotate_cw and rotate_ccw alone"

@@ -89,11 +89,13 @@ def accuracy_lines(runs: list[dict] | None, quantization: list[dict] | None = No
                   f"({r.get('scratch_init', 'timm')} init), {lr}{batches}, {threads}"
                   f"{' (--quick: a pipeline check, not an accuracy figure)' if acc.get('quick') else ''}. "
                   f"`{acc.get('command', 'python -m xvit_edge.bench.accuracy')}`. Direction: the true class "
-                  "scores above its time-reversed partner (50% = blind to order).", "",
-                  "| model | params (M) | top-1 | direction | pair | held-out clips | training (s) |",
-                  "|---|---|---|---|---|---|---|"]
+                  "scores above its time-reversed partner (50% = blind to order). Top-1: one centre view per held-out "
+                  "video; 2 clips: two temporal views, softmax scores averaged.", "",
+                  "| model | params (M) | top-1 | top-1, 2 clips | direction | pair | held-out clips | training (s) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for name, m in acc["models"].items():
-            lines.append(f"| {name} | {m['params'] / 1e6:.2f} | {100 * m['top1']:.1f}% | "
+            views = f"{100 * m['multiview']['top1']:.1f}%" if "multiview" in m else "-"  # older files: one view
+            lines.append(f"| {name} | {m['params'] / 1e6:.2f} | {100 * m['top1']:.1f}% | {views} | "
                          f"{100 * m['direction_accuracy']:.1f}% | {100 * m['pair_accuracy']:.1f}% | {m['clips']} | "
                          f"{m['train_seconds']:.0f} |")
         missing = [n for n in acc.get("models_planned", []) if n not in acc["models"]]

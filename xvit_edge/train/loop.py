@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from ..evaluate import clip_scores
 from ..config import Preprocessing, get_config
 from ..model import XViT
 from ..model.init import SCRATCH_INITS, mimetic_init_
@@ -162,11 +163,7 @@ def evaluate(model: nn.Module, loader: DataLoader, info: distributed.DistInfo) -
             skipped += len(batch.skipped)
             continue
         clips, labels = batch.clips.to(info.device), batch.labels.to(info.device)
-        if clips.dim() == 6:  # (B, views, T, 3, H, W): average the scores of the views
-            b, v = clips.shape[:2]
-            logits = model(clips.flatten(0, 1)).view(b, v, -1).softmax(-1).mean(1).log()
-        else:
-            logits = model(clips)
+        logits = clip_scores(model, clips)  # (B, views, T, 3, H, W): the views' scores averaged
         loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(-1) == labels).sum().item()
         seen += labels.numel()
