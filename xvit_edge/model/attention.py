@@ -101,13 +101,20 @@ class MixingAttention(Attention):
         logits = matmul(q, self.mix(k).transpose(-1, -2))  # (B, T, H, N, N)
         if not self.summary:
             return self.proj(merge_heads(matmul(logits.softmax(dim=-1), self.mix(v))))
-        # Summary tokens: one per frame (the mean over its tokens), shared by all frames: (B, 1, H, T, d).
-        k_sum, v_sum = (split_heads(t.mean(dim=2), self.num_heads).unsqueeze(1) for t in (k, v))
-        attn = torch.cat([logits, q @ k_sum.transpose(-1, -2)], dim=-1).softmax(dim=-1)
-        n = x.shape[2]
-        out = matmul(attn[..., :n], self.mix(v)) + attn[..., n:] @ v_sum  # v_sum broadcasts over frames
-        return self.proj(merge_heads(out))
+        # Summary tokens: one per frame (the mean over its tokens), shared by all frames: (B, H, T, d). Every
+        # frame's queries meet the same T summaries, so the frames are stacked into one (T*N)-row matmul per
+        # head rather than broadcast over frames (an expand copy before each bmm, outside XNNPACK).
+        t, n = x.shape[1:3]
+        k_sum, v_sum = (split_heads(s.mean(dim=2), self.num_heads) for s in (k, v))
+        q_rows = q.transpose(1, 2).flatten(2, 3)  # (B, H, T*N, d)
 
+        def to_frames(y: torch.Tensor) -> torch.Tensor:  # (B, H, T*N, e) -> (B, T, H, N, e)
+            return y.unflatten(2, (t, n)).transpose(1, 2)
+
+        attn = torch.cat([logits, to_frames(matmul(q_rows, k_sum.transpose(-1, -2)))], dim=-1).softmax(dim=-1)
+        to_sum = attn[..., n:].transpose(1, 2).flatten(2, 3)  # (B, H, T*N, T)
+        out = matmul(attn[..., :n], self.mix(v)) + to_frames(matmul(to_sum, v_sum))
+        return self.proj(merge_heads(out))
 
     def step(self, x: torch.Tensor, k_past: torch.Tensor, v_past: torch.Tensor,
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
