@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..evaluate import clip_scores
 from ..config import Preprocessing, get_config
+from ..evaluate import clip_scores
 from ..model import XViT
 from ..model.init import SCRATCH_INITS, mimetic_init_
 from ..model.weights import load_checkpoint, load_pretrained, save_checkpoint
