@@ -166,10 +166,13 @@ def test_report_quotes_every_accuracy_run_and_the_int8_comparison():
     text = "\n".join(accuracy_lines([run, {**run, "recipe": {**run["recipe"], "classes": [str(i) for i in range(12)]}}],
                                    [quant]))
     assert "one time-reversed pair: move_right vs move_left" in text and "12 classes in 6 time-reversed pairs" in text
-    assert "| causal | 0.27 | 97.5% | - | 97.5% | 100.0% | 200 | 300 |" in text  # a file without test views
-    assert "| space_only | 0.27 | 50.0% | - | 50.0% |" in text and "(mimetic init)" in text
+    assert "| causal | 0.27 | 97.5% | 97.5% | 100.0% | 200 | 300 |" in text  # a file without test views
+    assert "| space_only | 0.27 | 50.0% | 50.0% |" in text and "(mimetic init)" in text
     views = {**run, "models": {"causal": {**model, "multiview": {"top1": 0.98}}}}
-    assert "| causal | 0.27 | 97.5% | 98.0% | 97.5% |" in "\n".join(accuracy_lines([views]))
+    with_views = "\n".join(accuracy_lines([views]))
+    assert "| causal | 0.27 | 97.5% | 98.0% | 97.5% |" in with_views and "| top-1, 2 clips |" in with_views
+    resumed = {**run, "models": {"causal": {**model, "resumed_at_epoch": 16}}}
+    assert "| 200 | 300 (from epoch 17 on: resumed) |" in "\n".join(accuracy_lines([resumed]))
     focused = {**run, "recipe": {**run["recipe"], "reverse_pairs": "auto", "focus": ["rotate_cw", "rotate_ccw"],
                                  "focus_epochs": 16}}
     assert ("each clip beside its time reversal in the batch, first 16 passes over rotate_cw and rotate_ccw alone"

@@ -3,7 +3,9 @@
 `xvit_edge_nano_synthetic.pt` is the smallest mobile preset (`xvit_edge_nano`, causal variant so that it
 serves both clip and incremental streaming) trained from scratch on the synthetic temporal benchmark by
 
-    python -m xvit_edge.bench.accuracy --models causal space_only --lr 5e-4 --save-checkpoint xvit_edge/assets/xvit_edge_nano_synthetic.pt
+    python -m xvit_edge.bench.accuracy --models causal space_only --lr 4e-4 --epochs 30 \
+        --focus rotate_cw rotate_ccw --focus-epochs 16 --jobs 2 --threads 2 \
+        --save-checkpoint xvit_edge/assets/xvit_edge_nano_synthetic.pt
 
 (the exact recipe and its held-out scores are stored inside the file, under `provenance`). It is a working
 example for the toolchain, not a model of real-world actions: fine-tune your own with `python -m xvit_edge.train`.

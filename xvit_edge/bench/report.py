@@ -62,6 +62,12 @@ def deployment_lines(d: dict) -> list[str]:
                     + f"; latency {c['numeric_parity'].replace('not run: ', 'not measured: ')}."]
 
 
+def resumed(model: dict) -> str:
+    """A note for a model whose run was stopped and resumed: its training time covers the last part only."""
+    epoch = model.get("resumed_at_epoch")
+    return f" (from epoch {epoch + 1} on: resumed)" if epoch else ""
+
+
 def accuracy_lines(runs: list[dict] | None, quantization: list[dict] | None = None) -> list[str]:
     """The accuracy tables, one per result file of `python -m xvit_edge.bench.accuracy` (training is too long
     to repeat inside every benchmark run, so each file's own command and recipe are quoted with it), then the
@@ -82,6 +88,7 @@ def accuracy_lines(runs: list[dict] | None, quantization: list[dict] | None = No
         # results written before the pairs existed have no reverse_pairs: their batches were plain
         batches = ("each clip beside its time reversal in the batch" if r.get("reverse_pairs", "none") != "none"
                    else "plain batches")
+        views = all("multiview" in m for m in acc["models"].values())  # older files scored one view only
         if r.get("focus"):
             batches += f", first {r['focus_epochs']} passes over {' and '.join(r['focus'])} alone"
         lines += ["", f"**Accuracy on the synthetic temporal benchmark**, {kind} ({clips}): `{r['preset']}` at "
@@ -90,14 +97,14 @@ def accuracy_lines(runs: list[dict] | None, quantization: list[dict] | None = No
                   f"{' (--quick: a pipeline check, not an accuracy figure)' if acc.get('quick') else ''}. "
                   f"`{acc.get('command', 'python -m xvit_edge.bench.accuracy')}`. Direction: the true class "
                   "scores above its time-reversed partner (50% = blind to order). Top-1: one centre view per held-out "
-                  "video; 2 clips: two temporal views, softmax scores averaged.", "",
-                  "| model | params (M) | top-1 | top-1, 2 clips | direction | pair | held-out clips | training (s) |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "video" + ("; 2 clips: two temporal views, softmax scores averaged." if views else "."), "",
+                  "| model | params (M) | top-1 | " + ("top-1, 2 clips | " if views else "")
+                  + "direction | pair | held-out clips | training (s) |", "|---" * (8 if views else 7) + "|"]
         for name, m in acc["models"].items():
-            views = f"{100 * m['multiview']['top1']:.1f}%" if "multiview" in m else "-"  # older files: one view
-            lines.append(f"| {name} | {m['params'] / 1e6:.2f} | {100 * m['top1']:.1f}% | {views} | "
+            two = f"{100 * m['multiview']['top1']:.1f}% | " if views else ""
+            lines.append(f"| {name} | {m['params'] / 1e6:.2f} | {100 * m['top1']:.1f}% | {two}"
                          f"{100 * m['direction_accuracy']:.1f}% | {100 * m['pair_accuracy']:.1f}% | {m['clips']} | "
-                         f"{m['train_seconds']:.0f} |")
+                         f"{m['train_seconds']:.0f}{resumed(m)} |")
         missing = [n for n in acc.get("models_planned", []) if n not in acc["models"]]
         if missing:
             lines += ["", f"This run was stopped before it trained {', '.join(missing)}."]
