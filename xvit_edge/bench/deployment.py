@@ -2,8 +2,9 @@
 
 Every (runtime, threads) pair is timed in a fresh subprocess: ExecuTorch's thread pool can only be sized
 before a program is loaded, and a fresh process keeps one runtime's allocations and threads from colouring
-another's. The fp32 and int8 artifacts of one runtime share that process, timed side by side (a round calls
-each once, in turn): an ExecuTorch process spends about 7 s importing before it times anything.
+another's. The fp32 and int8 artifacts of one runtime share that process (an ExecuTorch process spends about
+7 s importing before it times anything), timed side by side (a round calls each once, in turn), except
+onnxruntime's, timed one after the other (`timing.time_calls` says why).
 """
 
 from __future__ import annotations
@@ -58,7 +59,11 @@ def measure(runtime: str, jobs: list[tuple[str, list[list[int]]]], threads: int,
             feed = {i.name: x.numpy() for i, x in zip(session.get_inputs(), xs)}
             fns.append(lambda session=session, feed=feed: session.run(None, feed))
     with torch.inference_mode():
-        return [t.to_dict() for t in time_calls(fns, repeats=repeats, warmup=warmup, threads=threads)]
+        if runtime == "onnxruntime":  # one thread pool per session: one after the other (see time_calls)
+            timings = [time_calls([fn], repeats=repeats, warmup=warmup, threads=threads)[0] for fn in fns]
+        else:
+            timings = time_calls(fns, repeats=repeats, warmup=warmup, threads=threads)
+    return [t.to_dict() for t in timings]
 
 
 def measure_in_subprocess(runtime: str, jobs: list[tuple[Path, list[list[int]]]], threads: int, repeats: int,
