@@ -80,9 +80,9 @@ def measure_in_subprocess(runtime: str, jobs: list[tuple[Path, list[list[int]]]]
 def int8_checkpoint(model: XViT, labels: list[str], pre: Preprocessing, path: Path, stream: bool = False):
     """PTQ of `model` on two batches of seeded synthetic clips, saved and rebuilt as export does it (with its
     int8 streaming step when `stream`): the kind of clips export verifies on (`verify.sample_inputs`). Measured
-    against the converted model, ExecuTorch int8: the trained default checkpoint 38.6 dB (34.9 dB when it was
-    calibrated on noise); the random-weight `xvit_edge_tiny` 24.2 dB (28.5 dB on noise), below the 30 dB bar
-    either way, so its int8 rows are reported as refused. Fine for timing and size; says nothing about
+    against the converted model, ExecuTorch int8: the trained default checkpoint 36.9 dB; the random-weight
+    `xvit_edge_tiny` 24.2 dB (28.5 dB when calibrated on noise), below the 30 dB bar, so its int8 rows are
+    reported as refused. Fine for timing and size; says nothing about
     accuracy (see section 3)."""
     from ..export.verify import sample_inputs
     from ..quantize import load_quantized, quantize_ptq, save_quantized
