@@ -217,3 +217,7 @@ def test_timed_calls_take_turns_so_a_slowdown_lands_on_each_alike():
     assert order == ["a", "b"] * 4  # one warm-up round, then three timed rounds, each calling both in turn
     assert [(t.repeats, t.warmup) for t in timings] == [(3, 1), (3, 1)]
     assert all(0 <= t.min_ms <= t.median_ms <= t.p90_ms for t in timings)
+    order.clear()
+    time_calls([lambda: order.append("a"), lambda: order.append("b")], repeats=3, warmup=1, threads=1,
+               side_by_side=False)
+    assert order == ["a"] * 4 + ["b"] * 4  # each in a block of its own, one after the other

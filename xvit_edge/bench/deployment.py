@@ -58,11 +58,9 @@ def measure(runtime: str, jobs: list[tuple[str, list[list[int]]]], threads: int,
             session = ort_session(path, threads)  # the session the runtime and the export's parity check use
             feed = {i.name: x.numpy() for i, x in zip(session.get_inputs(), xs)}
             fns.append(lambda session=session, feed=feed: session.run(None, feed))
-    with torch.inference_mode():
-        if runtime == "onnxruntime":  # one thread pool per session: one after the other (see time_calls)
-            timings = [time_calls([fn], repeats=repeats, warmup=warmup, threads=threads)[0] for fn in fns]
-        else:
-            timings = time_calls(fns, repeats=repeats, warmup=warmup, threads=threads)
+    with torch.inference_mode():  # onnxruntime: one thread pool per session, so not side by side (time_calls)
+        timings = time_calls(fns, repeats=repeats, warmup=warmup, threads=threads,
+                             side_by_side=runtime != "onnxruntime")
     return [t.to_dict() for t in timings]
 
 

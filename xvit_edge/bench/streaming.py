@@ -105,10 +105,8 @@ def per_frame_cost(preset: str, threads: list[int], repeats: int, warmup: int, o
     def timed(runtime: str, clip_fn, step_fn, n: int) -> None:
         """Both modes side by side (a round runs each once), so their ratio is fair on a noisy machine; two
         onnxruntime sessions one after the other (their thread pools would compete, see time_calls)."""
-        if runtime == "onnxruntime":
-            timings = [time_calls([fn], repeats=repeats, warmup=warmup, threads=n)[0] for fn in (clip_fn, step_fn)]
-        else:
-            timings = time_calls([clip_fn, step_fn], repeats=repeats, warmup=warmup, threads=n)
+        timings = time_calls([clip_fn, step_fn], repeats=repeats, warmup=warmup, threads=n,
+                             side_by_side=runtime != "onnxruntime")
         for mode, timing in zip(("clip", "incremental"), timings):
             rows[n].append({"runtime": runtime, "mode": mode, **timing.to_dict()})
             log.info("%s %s, %d threads: %.1f ms a frame", runtime, mode, n, timing.median_ms)

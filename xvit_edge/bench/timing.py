@@ -42,13 +42,17 @@ def time_call(fn: Callable[[], object], *, repeats: int, warmup: int, threads: i
     return time_calls([fn], repeats=repeats, warmup=warmup, threads=threads)[0]
 
 
-def time_calls(fns: Sequence[Callable[[], object]], *, repeats: int, warmup: int, threads: int) -> list[Timing]:
+def time_calls(fns: Sequence[Callable[[], object]], *, repeats: int, warmup: int, threads: int,
+               side_by_side: bool = True) -> list[Timing]:
     """Time several calls side by side: each round calls every `fn` once, in turn, so that a drift of the
     machine's speed (another process, the clock) lands on all of them alike and their ratio stays fair.
 
-    Only for calls that share one thread pool (torch's, ExecuTorch's). Each onnxruntime session has its own
-    pool, whose threads spin for a while after a run: two sessions taking turns on 2 cores slowed each other
-    down (a step timed at 24 ms beside its clip model, 14 ms alone), so time those one after the other."""
+    Side by side suits calls that share one thread pool (torch's, ExecuTorch's). Each onnxruntime session has
+    its own pool, whose threads spin for a while after a run: two sessions taking turns on 2 cores slowed each
+    other down (a step timed at 24 ms beside its clip model, 14 ms alone), so pass `side_by_side=False` for
+    them: each call is then timed in a block of its own, one after the other."""
+    if not side_by_side:
+        return [time_calls([fn], repeats=repeats, warmup=warmup, threads=threads)[0] for fn in fns]
     samples: list[list[float]] = [[] for _ in fns]
     with torch_threads(threads):
         for _ in range(warmup):
