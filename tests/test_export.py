@@ -320,6 +320,20 @@ def test_int8_stream_export_of_a_checkpoint_without_a_step_says_what_to_do(int8_
     assert load_quantized(tmp_path / "v3.pt").converted_step is None  # what clip-mode export loads
 
 
+def test_int8_step_calibrated_for_the_older_state_layout_is_refused(int8_stream, tmp_path):
+    """A step calibrated when the state held whole keys and values (layout 1) cannot be rebuilt on today's
+    graph, even where its observer state happened to load: the checkpoint is refused with what to do."""
+    from xvit_edge.model.weights import CheckpointError
+    from xvit_edge.quantize import load_quantized
+
+    old = torch.load(int8_stream["checkpoint"], weights_only=True)
+    del old["quantization"]["stream"]["state_layout"]
+    torch.save(old, tmp_path / "layout1.pt")
+    with pytest.raises(CheckpointError, match="state layout of an older xvit_edge.*quantize the float checkpoint"):
+        load_quantized(tmp_path / "layout1.pt", stream=True)
+    assert load_quantized(tmp_path / "layout1.pt").converted_step is None  # clip mode is unaffected
+
+
 @pytest.mark.parametrize("precision", ["fp16", "fp32"])
 def test_stream_export_to_coreml_is_a_stateful_model(causal_test_model, tmp_path, precision):
     """Core ML keeps the stream's state inside the model (iOS 18 states, fp16 whatever the precision): frame
@@ -332,8 +346,9 @@ def test_stream_export_to_coreml_is_a_stateful_model(causal_test_model, tmp_path
     assert spec == art.report["coreml"]
     assert spec["inputs"] == {"frame": [1, 3, 32, 32]} and spec["outputs"] == ["logits"]
     assert spec["input_dtypes"] == {"frame": "FLOAT32"}
-    assert spec["states"] == {"keys": {"shape": [2, 1, 2, 17, 32], "dtype": "FLOAT16"},
-                              "values": {"shape": [2, 1, 2, 17, 32], "dtype": "FLOAT16"},
+    # keys/values: 2 blocks, 2 past frames, 17 tokens, the 16 borrowed channels of 32 (2 heads x 2 groups x 4)
+    assert spec["states"] == {"keys": {"shape": [2, 1, 2, 17, 16], "dtype": "FLOAT16"},
+                              "values": {"shape": [2, 1, 2, 17, 16], "dtype": "FLOAT16"},
                               "frame_tokens": {"shape": [1, 4, 32], "dtype": "FLOAT16"}}
     assert {n: s["shape"] for n, s in spec["states"].items()} == StreamState.shapes(causal_test_model.config)
     assert spec["state_writes"] == ["frame_tokens", "keys", "values"]

@@ -17,7 +17,7 @@ from torch.testing import assert_close
 
 from xvit_edge.config import XViTConfig
 from xvit_edge.model.attention import MixingAttention, video_block
-from xvit_edge.model.mixing import mix_last, mix_time, shift_time
+from xvit_edge.model.mixing import borrowed, mix_new, mix_time, shift_time
 
 
 def channel_offset(c: int, cfg: XViTConfig) -> int:
@@ -120,12 +120,22 @@ def test_mix_time_groups_follow_the_paper_order():
     assert causal[2].tolist() == [2, 2, 1, 1, 3, 3, 3, 3]
 
 
-@pytest.mark.parametrize("offsets", [(1, -1), (-1, -2), (-1, -3)])
-@pytest.mark.parametrize("frames", [1, 2, 3])
-def test_mix_last_is_the_last_frame_of_mix_time(offsets, frames):
-    """The streaming step mixes only its newest frame; a group from beyond the window is zeros, as in the clip."""
+@pytest.mark.parametrize("offsets", [(-1, -2), (-2, -1), (-1, -3)])
+@pytest.mark.parametrize("frames", [1, 2, 3, 5])
+def test_mix_new_from_borrowed_channels_is_the_last_frame_of_mix_time(offsets, frames):
+    """A stream keeps only the borrowed channels of its last W frames, zeros before it starts (the clip's
+    zero padding); the newest frame's mix from them is the clip's, exactly."""
     x = torch.randn(2, frames, 5, 12)
-    assert_close(mix_last(x, 3, offsets), mix_time(x, 3, offsets)[:, -1:], rtol=0, atol=0)
+    w = max(-o for o in offsets)
+    window = torch.cat([torch.zeros(2, max(w + 1 - frames, 0), 5, 12), x], dim=1)[:, -(w + 1):]
+    past = borrowed(window[:, :-1], 3, offsets)
+    assert past.shape == (2, w, 5, 6)
+    assert_close(mix_new(past, x[:, -1:], 3, offsets), mix_time(x, 3, offsets)[:, -1:], rtol=0, atol=0)
+
+
+def test_mix_new_refuses_offsets_it_cannot_serve():
+    with pytest.raises(ValueError, match="borrows only from the 2 frames"):
+        mix_new(torch.zeros(1, 2, 4, 4), torch.zeros(1, 1, 4, 8), 2, (1, -1))
 
 
 def test_causal_mixing_never_sees_the_future():

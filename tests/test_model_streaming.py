@@ -31,10 +31,29 @@ def test_frame_by_frame_equals_whole_clip(layout, shift_div):
         assert_close(state.frame_tokens, model.forward_features(clip)[:, :, 0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("layout,shift_div", [("per_head", 4), ("global", 8)])
+def test_stream_longer_than_the_clip_keeps_its_history(layout, shift_div):
+    """Past T frames the rolling state must still be exact: each frame's class token equals the one the
+    backbone computes over the whole stream at once (causal mixing never looks ahead, so no later frame
+    changes it)."""
+    model = causal_model(mix_layout=layout, shift_div=shift_div, num_frames=4)
+    frames = torch.randn(2, 9, 3, 32, 32)
+    with torch.no_grad():
+        _, state = StreamingStep(model).run(frames)
+        x = model.embed(frames)  # the backbone over all 9 frames, bypassing the 4-frame input check
+        for blk in model.blocks:
+            x = blk(x)
+        tokens = model.norm(x)[:, :, 0]
+    assert_close(state.frame_tokens, tokens[:, -4:], rtol=1e-5, atol=1e-5)
+
+
 def test_state_shapes_come_from_the_config():
     cfg = causal_variant(get_config("xvit_edge_tiny"))
     shapes = StreamState.shapes(cfg, batch=1)
-    assert shapes == {"keys": [12, 1, 2, 101, 192], "values": [12, 1, 2, 101, 192], "frame_tokens": [1, 8, 192]}
+    # per head (3 heads of 64 channels), two borrowed groups of 64 // 4 channels: 96 of 192 kept per frame
+    assert shapes == {"keys": [12, 1, 2, 101, 96], "values": [12, 1, 2, 101, 96], "frame_tokens": [1, 8, 192]}
+    global_cfg = cfg.replace(mix_layout="global", shift_div=8)
+    assert StreamState.shapes(global_cfg)["keys"] == [12, 1, 2, 101, 48]
 
 
 def test_streaming_refuses_a_non_causal_model():

@@ -140,6 +140,34 @@ def test_int8_stream_artifact_runs_incrementally_through_the_recognizer(int8_str
     assert sqnr_db(fp32, out.logits) > 15
 
 
+def test_recognizer_feeds_a_step_the_state_its_sidecar_describes(causal_test_model):
+    """An artifact exported by another xvit_edge version carries its own state layout (older ones kept whole
+    keys and values): the runtime sizes the state from the artifact's sidecar, not from today's config."""
+    from pathlib import Path
+
+    from xvit_edge import Preprocessing
+    from xvit_edge.model.streaming import StreamState
+    from xvit_edge.streaming.backends import LoadedModel
+
+    cfg = causal_test_model.config
+    old = {"keys": [cfg.depth, 1, 2, cfg.num_tokens, cfg.embed_dim], "values": [cfg.depth, 1, 2, cfg.num_tokens,
+           cfg.embed_dim], "frame_tokens": [1, cfg.num_frames, cfg.embed_dim]}
+    assert old != StreamState.shapes(cfg)
+    fed = []
+
+    def step(inputs):
+        fed.append([list(x.shape) for x in inputs[1:]])
+        return [torch.zeros(1, cfg.num_classes), *(torch.ones(shape) for shape in old.values())]
+
+    labels = [str(i) for i in range(cfg.num_classes)]
+    model = LoadedModel(Path("old.onnx"), "onnx", cfg, labels, Preprocessing.for_size(cfg.img_size), {"stream": step},
+                        old)
+    rec = Recognizer(model)
+    for _ in range(2):
+        rec.push_preprocessed(torch.zeros(3, cfg.img_size, cfg.img_size))
+    assert fed == [list(old.values())] * 2
+
+
 def test_clip_mode_runs_every_stride_frames(stream_artifacts):
     rec = Recognizer.load(stream_artifacts["checkpoint"], mode="clip", stride=3)
     frames = np.random.default_rng(0).integers(0, 256, (12, 40, 50, 3), dtype=np.uint8)

@@ -18,10 +18,9 @@ import torch
 
 from ..config import XViTConfig
 from ..model import XViT
-from ..model.streaming import StreamingStep, StreamState
+from ..model.streaming import STATE_NAMES, StreamingStep, StreamState
 from .verify import compare, sample_inputs
 
-STATE_NAMES = ("keys", "values", "frame_tokens")
 INPUT_NAMES = ("frame", *STATE_NAMES)
 OUTPUT_NAMES = ("logits", *(f"{n}_out" for n in STATE_NAMES))
 # Frames streamed beyond the clip length when verifying, so the rolling window has wrapped around.

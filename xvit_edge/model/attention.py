@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..config import XViTConfig
-from .mixing import mix_last, mix_time
+from .mixing import borrowed, mix_new, mix_time
 
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -82,18 +82,30 @@ class MixingAttention(Attention):
         self.segment = config.mix_segment
         self.summary = summary
 
-    def mix(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:
-        """`(B, T, N, C)` keys or values -> mixed, heads split: `(B, T, H, N, d)`; with `last_only`, the last
-        frame's alone `(B, 1, H, N, d)` (a causal stream's step)."""
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        """`(B, T, N, C)` keys or values -> mixed, heads split: `(B, T, H, N, d)`."""
         b, t = x.shape[:2]
-        mix_fn = mix_last if last_only else mix_time
         if self.segment and self.segment != t:  # independent segments of `segment` frames each
             x = x.reshape(b * t // self.segment, self.segment, *x.shape[2:])
         if self.per_head:  # groups inside each head's d channels (the paper)
-            x = mix_fn(x.unflatten(-1, (self.num_heads, -1)), self.fold, self.offsets).transpose(2, 3)
+            x = mix_time(self._groups(x), self.fold, self.offsets).transpose(2, 3)
         else:  # groups over the whole head-major embedding (the official code)
-            x = split_heads(mix_fn(x, self.fold, self.offsets), self.num_heads)
-        return x.reshape(b, 1 if last_only else t, *x.shape[2:])
+            x = split_heads(mix_time(x, self.fold, self.offsets), self.num_heads)
+        return x.reshape(b, t, *x.shape[2:])
+
+    def _groups(self, x: torch.Tensor) -> torch.Tensor:
+        """The layout whose last axis the channel groups split: `(..., H, d)` per head, else `(..., C)`."""
+        return x.unflatten(-1, (self.num_heads, -1)) if self.per_head else x
+
+    def borrowed(self, x: torch.Tensor) -> torch.Tensor:
+        """`(B, F, N, C)` keys or values -> the channels other frames borrow, `(B, F, N, Cb)` (head-major)."""
+        return borrowed(self._groups(x), self.fold, self.offsets).flatten(-2 if self.per_head else -1)
+
+    def mix_step(self, past: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """A causal stream's newest frame mixed, heads split `(B, 1, H, N, d)`, from the `borrowed` channels
+        `(B, W, N, Cb)` of the W previous frames and the frame's own `(B, 1, N, C)` (see `mixing.mix_new`)."""
+        mixed = mix_new(self._groups(past), self._groups(new), self.fold, self.offsets)
+        return mixed.transpose(2, 3) if self.per_head else split_heads(mixed, self.num_heads)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, N, C)
         q, k, v = self.project(x)
@@ -118,15 +130,16 @@ class MixingAttention(Attention):
 
     def step(self, x: torch.Tensor, k_past: torch.Tensor, v_past: torch.Tensor,
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One new frame of a causal stream: `x` `(B, 1, N, C)`; `k_past`/`v_past` `(B, W, N, C)` hold the keys
-        and values of the W previous frames (zeros before the stream starts, like the clip's zero padding).
-        Returns the output for the frame and the caches shifted by one frame."""
+        """One new frame of a causal stream: `x` `(B, 1, N, C)`; `k_past`/`v_past` `(B, W, N, Cb)` hold the
+        borrowed channels of the keys and values of the W previous frames (zeros before the stream starts, like
+        the clip's zero padding). Returns the output for the frame and its own borrowed key and value channels
+        `(B, 1, N, Cb)`, which the caller appends to its window."""
         q, k, v = self.project(x)
-        k_all, v_all = torch.cat([k_past, k], dim=1), torch.cat([v_past, v], dim=1)  # (B, W + 1, N, C)
         q = split_heads(q, self.num_heads) * self.scale  # (B, 1, H, N, d)
-        # The last frame's mix over the short window is exactly what the whole clip computes there.
-        attn = matmul(q, self.mix(k_all, last_only=True).transpose(-1, -2)).softmax(dim=-1)
-        return self.proj(merge_heads(matmul(attn, self.mix(v_all, last_only=True)))), k_all[:, 1:], v_all[:, 1:]
+        # The newest frame's mix from the kept channels is exactly what the whole clip computes there.
+        attn = matmul(q, self.mix_step(k_past, k).transpose(-1, -2)).softmax(dim=-1)
+        out = self.proj(merge_heads(matmul(attn, self.mix_step(v_past, v))))
+        return out, self.borrowed(k), self.borrowed(v)
 
 
 class Mlp(nn.Module):
@@ -183,9 +196,9 @@ class Block(nn.Module):
     def step(self, x: torch.Tensor, k_past: torch.Tensor, v_past: torch.Tensor,
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One frame of a causal stream (mixing attention only); see `MixingAttention.step`."""
-        h, k_past, v_past = self.attn.step(self.norm1(x), k_past, v_past)
+        h, k_new, v_new = self.attn.step(self.norm1(x), k_past, v_past)
         x = x + h
-        return x + self.mlp(self.norm2(x)), k_past, v_past
+        return x + self.mlp(self.norm2(x)), k_new, v_new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.attn_t is not None:

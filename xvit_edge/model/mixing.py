@@ -42,15 +42,24 @@ def mix_time(x: torch.Tensor, fold: int, offsets: Sequence[int]) -> torch.Tensor
     return torch.cat(parts, dim=-1)
 
 
-def mix_last(x: torch.Tensor, fold: int, offsets: Sequence[int]) -> torch.Tensor:
-    """`mix_time(x, fold, offsets)[:, -1:]`, computed for the last frame alone: a streaming step mixes a
-    window of past frames only to keep its newest one, and mixing the others too made it copy them for nothing.
+def borrowed(x: torch.Tensor, fold: int, offsets: Sequence[int]) -> torch.Tensor:
+    """The channels of `x` `(..., C)` that other frames borrow: groups `[0, len(offsets) * fold)`."""
+    return x[..., : len(offsets) * fold]
+
+
+def mix_new(past: torch.Tensor, new: torch.Tensor, fold: int, offsets: Sequence[int]) -> torch.Tensor:
+    """The newest frame's mix for causal `offsets`, from what a stream keeps of its past.
+
+    `past` `(B, W, ..., len(offsets) * fold)` holds the `borrowed` channels of the W previous frames (zeros
+    before the stream starts, as the clip's zero padding) and `new` `(B, 1, ..., C)` is the newest frame; the
+    result equals `mix_time` over the W + 1 frames, last frame only. A stream keeps only borrowed channels
+    because the rest of a past frame is never read again: carrying whole frames tripled the step's copies.
     """
-    last = x.shape[1] - 1
+    w = past.shape[1]
     parts = []
     for g, off in enumerate(offsets):
-        group = x[..., g * fold : (g + 1) * fold]
-        src = last + off
-        parts.append(group[:, src : src + 1] if 0 <= src <= last else torch.zeros_like(group[:, -1:]))
-    parts.append(x[:, -1:, ..., len(offsets) * fold :])
+        if not -w <= off < 0:
+            raise ValueError(f"a stream borrows only from the {w} frames it keeps, got offset {off} in {offsets}")
+        parts.append(past[:, w + off : w + off + 1, ..., g * fold : (g + 1) * fold])
+    parts.append(new[..., len(offsets) * fold :])
     return torch.cat(parts, dim=-1)

@@ -1,10 +1,11 @@
 """Incremental inference for causal X-ViT: each new frame is encoded once.
 
-A causal model's frame t borrows key/value channels from frames t-1 and t-2 only, so a stream can carry,
-per block, the keys and values of the last two frames, plus the class tokens of the last T frames for the
-temporal head. All of it is explicit tensors in and out of `StreamingStep.forward`, so the same step exports
-to ExecuTorch and ONNX (hidden module buffers would not survive every exporter); for Core ML, which has model
-states, `xvit_edge.export.stream.StatefulStep` keeps it in buffers instead.
+A causal model's frame t borrows key/value channel groups from frames t-1 and t-2 only, so a stream can
+carry, per block, those borrowed channels of the last two frames' keys and values (the other channels of a
+past frame are never read again), plus the class tokens of the last T frames for the temporal head. All of
+it is explicit tensors in and out of `StreamingStep.forward`, so the same step exports to ExecuTorch and ONNX
+(hidden module buffers would not survive every exporter); for Core ML, which has model states,
+`xvit_edge.export.stream.StatefulStep` keeps it in buffers instead.
 
 After exactly T frames from a fresh state the logits equal the whole-clip forward on those T frames: the
 zero state plays the part of the clip's zero padding. Later, the stream keeps its history (a frame's features
@@ -22,6 +23,13 @@ from ..config import XViTConfig
 from .xvit import XViT
 
 
+# What the key/value state holds: 1, the whole keys/values of the W previous frames; 2, their borrowed channels
+# only. A graph captured for one layout cannot run on the other's state (quantized checkpoints record it).
+STATE_LAYOUT = 2
+# The state tensors, in the order the step takes and returns them.
+STATE_NAMES = ("keys", "values", "frame_tokens")
+
+
 def streamable(config: XViTConfig) -> bool:
     """Whether the model has an incremental step: causal mixing."""
     return config.causal and config.attention == "mixing"
@@ -32,22 +40,28 @@ def history_frames(config: XViTConfig) -> int:
     return max(-o for o in config.mix_offsets)
 
 
+def borrowed_channels(config: XViTConfig) -> int:
+    """Channels of a key or value that later frames borrow (`MixingAttention.borrowed`): the cache's width."""
+    per_frame = len(config.mix_offsets) * config.fold
+    return per_frame * config.num_heads if config.mix_layout == "per_head" else per_frame
+
+
 @dataclass
 class StreamState:
     """The state a stream carries between frames; shapes follow from the config alone."""
 
-    keys: torch.Tensor  # (depth, B, W, N + 1, C): each block's keys of the W previous frames
-    values: torch.Tensor  # (depth, B, W, N + 1, C)
+    keys: torch.Tensor  # (depth, B, W, N + 1, Cb): each block's borrowed key channels of the W previous frames
+    values: torch.Tensor  # (depth, B, W, N + 1, Cb)
     frame_tokens: torch.Tensor  # (B, T, C): normalised class tokens of the last T frames, oldest first
 
     @classmethod
     def zeros(cls, config: XViTConfig, batch: int = 1) -> "StreamState":
         shapes = cls.shapes(config, batch)
-        return cls(*(torch.zeros(shapes[name]) for name in ("keys", "values", "frame_tokens")))
+        return cls(*(torch.zeros(shapes[name]) for name in STATE_NAMES))
 
     @staticmethod
     def shapes(config: XViTConfig, batch: int = 1) -> dict[str, list[int]]:
-        cache = [config.depth, batch, history_frames(config), config.num_tokens, config.embed_dim]
+        cache = [config.depth, batch, history_frames(config), config.num_tokens, borrowed_channels(config)]
         return {"keys": cache, "values": list(cache), "frame_tokens": [batch, config.num_frames, config.embed_dim]}
 
     def as_tuple(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -77,7 +91,10 @@ class StreamingStep(nn.Module):
             new_values.append(v)
         token = m.norm(x)[:, :, 0]  # (B, 1, C): this frame's class token
         frame_tokens = torch.cat([frame_tokens[:, 1:], token], dim=1)
-        return m.head(m.head_drop(frame_tokens)), torch.stack(new_keys), torch.stack(new_values), frame_tokens
+        # Every block's window moves on by one frame in one copy: the oldest frame out, this one in.
+        keys = torch.cat([keys[:, :, 1:], torch.stack(new_keys)], dim=2)
+        values = torch.cat([values[:, :, 1:], torch.stack(new_values)], dim=2)
+        return m.head(m.head_drop(frame_tokens)), keys, values, frame_tokens
 
     def run(self, frames: torch.Tensor, state: StreamState | None = None) -> tuple[list[torch.Tensor], StreamState]:
         """Feed `(B, F, 3, H, W)` frames one by one; returns the logits after each frame and the final state."""

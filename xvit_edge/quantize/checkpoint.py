@@ -23,7 +23,7 @@ from ..config import Preprocessing, XViTConfig
 from ..export.sidecar import tool_versions
 from ..model.weights import CheckpointError, load_checkpoint, save_checkpoint
 from ..model import XViT
-from ..model.streaming import streamable
+from ..model.streaming import STATE_LAYOUT, streamable
 from . import stream as step_quant
 from .convert import QuantizedModel, convert, convert_graph, op_precisions
 from .scheme import MODES, SCHEME_FORMAT, SCHEME_VERSION, prepare, quant_modules, quantizer_settings
@@ -51,6 +51,7 @@ def scheme_of(q: QuantizedModel) -> dict[str, Any]:
             "tools": {k: v for k, v in tool_versions().items() if k in ("torch", "torchao", "executorch")},
             **({"stream": {"mode": step_quant.MODE, "settings": quantizer_settings(step_quant.MODE),
                            "observers": len(quant_modules(q.step_prepared)), "ops": op_precisions(q.step_converted),
+                           "state_layout": STATE_LAYOUT,
                            "calibration": "clips streamed frame by frame from a fresh state"}}
                if q.step_prepared is not None else {})}
 
@@ -109,6 +110,10 @@ def _load_step(path: str | os.PathLike, model: XViT, scheme: dict[str, Any]) -> 
     if scheme["stream"].get("settings") != quantizer_settings(step_quant.MODE):
         raise CheckpointError(f"{path}: its streaming step was calibrated with other quantizer settings than this "
                               "xvit_edge builds; quantize the float checkpoint again")
+    if scheme["stream"].get("state_layout", 1) != STATE_LAYOUT:
+        raise CheckpointError(f"{path}: its streaming step was calibrated for the state layout of an older xvit_edge "
+                              f"(layout {scheme['stream'].get('state_layout', 1)}, this one carries {STATE_LAYOUT}); "
+                              "quantize the float checkpoint again")
     prepared = step_quant.prepare_step(model)
     weights = {f"model.{k}": v for k, v in model.state_dict().items()}  # StreamingStep holds the model
     _load_state(prepared, {**weights, **scheme["stream_observer_state"]}, path, model.config.name)

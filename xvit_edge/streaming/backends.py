@@ -22,7 +22,7 @@ import torch
 
 from ..config import Preprocessing, XViTConfig
 from ..export.sidecar import read_sidecar
-from ..model.streaming import StreamingStep, streamable
+from ..model.streaming import StreamingStep, StreamState, streamable
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,9 @@ class LoadedModel:
     labels: list[str]
     preprocessing: Preprocessing
     runners: dict[str, Run] = field(default_factory=dict)
+    # The step's state tensors (keys, values, frame_tokens) and their shapes, for a model with a stream runner;
+    # an artifact's come from its sidecar, so one exported by another xvit_edge version runs on its own layout.
+    state_shapes: dict[str, list[int]] = field(default_factory=dict)
 
 
 def _eager(fn: Callable[..., object]) -> Run:
@@ -73,10 +76,10 @@ def _load_checkpoint(path: Path) -> LoadedModel:
         model, meta = load_checkpoint(path)
     except CheckpointError as e:
         raise ModelLoadError(str(e)) from e
-    runners = {"clip": _eager(model)}
+    runners, shapes = {"clip": _eager(model)}, {}
     if streamable(model.config):
-        runners["stream"] = _eager(StreamingStep(model).eval())
-    return LoadedModel(path, "torch", model.config, meta.labels, meta.preprocessing, runners)
+        runners["stream"], shapes = _eager(StreamingStep(model).eval()), StreamState.shapes(model.config)
+    return LoadedModel(path, "torch", model.config, meta.labels, meta.preprocessing, runners, shapes)
 
 
 def sidecar_path(artifact: Path) -> Path:
@@ -112,7 +115,8 @@ def _load_artifact(path: Path, threads: int | None) -> LoadedModel:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelLoadError(f"{path}: the {kind} runtime cannot load it ({first_line})") from e
     mode = meta.get("mode", "clip")
-    return LoadedModel(path, kind, meta["config"], meta["labels"], meta["preprocessing"], {mode: run})
+    return LoadedModel(path, kind, meta["config"], meta["labels"], meta["preprocessing"], {mode: run},
+                       meta.get("state_shapes") or {})
 
 
 def load_model(path: str | os.PathLike, threads: int | None = None) -> LoadedModel:

@@ -3,7 +3,8 @@
 - clip mode: a ring buffer keeps the last T preprocessed frames; the whole-clip model runs on them every
   `stride` frames (once the buffer is full);
 - incremental mode (a stream artifact, or a causal checkpoint): each new frame is encoded once and the
-  state (keys/values of the last two frames, the last T class tokens) is carried; logits every frame.
+  state (the borrowed key/value channels of the last two frames, the last T class tokens) is carried;
+  logits every frame.
 
 Both report once T frames have been seen: after exactly T frames from a reset the two modes agree (the
 incremental step's zero state plays the part of the clip's zero padding). Preprocessing comes from the model's
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from ..data.transforms import preprocess_frame
-from ..model.streaming import StreamState
+from ..model.streaming import STATE_NAMES, StreamState
 from .backends import LoadedModel, load_model
 from .buffer import FrameBuffer
 
@@ -91,7 +92,10 @@ class Recognizer:
         self.frames_seen = 0
         if self._buffer is not None:
             self._buffer.reset()
-        self._state = list(StreamState.zeros(self.config).as_tuple()) if self.mode == "incremental" else None
+        self._state = None
+        if self.mode == "incremental":
+            shapes = self.model.state_shapes or StreamState.shapes(self.config)
+            self._state = [torch.zeros(shapes[name]) for name in STATE_NAMES]
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
         """`(H, W, 3)` uint8 RGB -> `(3, S, S)` float, exactly as in training."""
