@@ -73,7 +73,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="ARTIFACT",
                    help="the model: an ExecuTorch .pte or ONNX .onnx from python -m xvit_edge.export (its sidecar "
                    "JSON beside it, or the sidecar's path), or an xvit_edge checkpoint .pt (run with PyTorch). "
-                   "Default: the causal xvit_edge_tiny checkpoint shipped with the package (synthetic classes)")
+                   "Default: the causal xvit_edge_nano checkpoint shipped with the package (12 synthetic classes)")
     p.add_argument("--mode", choices=MODES,
                    help="clip: run the whole-clip model over the last T frames every --stride frames; incremental: "
                    "encode each new frame once and carry the state (a stream-mode export, or a causal checkpoint). "
