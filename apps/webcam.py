@@ -1,15 +1,18 @@
 """`python -m apps.webcam --model ARTIFACT --source 0`: live action recognition with an overlay.
 
 The source is a camera index, a video file or a stream URL. Capture runs on its own thread and inference
-always takes the newest frame (stale frames are dropped and counted), unless --every-frame. A window shows
-each processed frame with the label, its confidence, fps, latency and dropped frames (q or Esc quits);
---headless --output annotated.mp4 writes the same frames to a file on machines without a display.
+always takes the newest frame (stale frames are dropped and counted), unless --every-frame (the default for
+a video file with --headless: no one watches it live). A window shows each processed frame with the label,
+its confidence, fps, latency and dropped frames (q or Esc quits); --headless --output annotated.mp4 writes the
+same frames to a file on machines without a display.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from xvit_edge.streaming.capture import is_live, parse_source
 
 from .cli import EPILOG, HelpFormatter, add_common_args, run_app
 
@@ -24,18 +27,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="VIDEO",
                    help="write the annotated frames to this .mp4 (with or without --headless); without "
                    "--every-frame only the frames that were processed are written")
-    p.add_argument("--every-frame", action="store_true",
-                   help="process every frame, dropping none (meant for files: deterministic output); by default "
-                   "the newest frame is taken and a file is played at its own frame rate, like a camera")
+    p.add_argument("--every-frame", action=argparse.BooleanOptionalAction, default=None,
+                   help="process every frame, dropping none (for files: deterministic output, every frame written). "
+                   "Default: on for a video file with --headless, since no one watches it live; otherwise the "
+                   "newest frame is taken and a file plays at its own frame rate, like a camera "
+                   "(--no-every-frame does that headless too)")
     add_common_args(p)
     return p
+
+
+def every_frame(args: argparse.Namespace) -> bool:
+    """--every-frame as given, else on for a file played headless (off for a camera, a stream or a window)."""
+    if args.every_frame is not None:
+        return args.every_frame
+    return args.headless and not is_live(parse_source(args.source))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.headless and not args.output and not args.json:
         print("note: --headless without --output or --json shows only label changes", file=sys.stderr)
-    return run_app(args, args.source, display=not args.headless, every_frame=args.every_frame, output=args.output,
+    return run_app(args, args.source, display=not args.headless, every_frame=every_frame(args), output=args.output,
                    title="xvit_edge")
 
 

@@ -29,9 +29,10 @@ def _one_error_line(err: str) -> str:
 
 
 def test_headless_demo_annotates_the_real_clip(stream_artifacts, real_clip_vp9, tmp_path, capsys):  # noqa: F811
+    """The issue's command as a user types it (no --every-frame): a file played headless keeps every frame."""
     out, log = tmp_path / "annotated.mp4", tmp_path / "frames.jsonl"
     code = webcam.main(["--model", str(stream_artifacts["checkpoint"]), "--source", str(real_clip_vp9), "--headless",
-                        "--every-frame", "--output", str(out), "--json", str(log), "--threshold", "0.2"])
+                        "--output", str(out), "--json", str(log), "--threshold", "0.2"])
     assert code == 0
     n = count_frames(real_clip_vp9)
     assert count_frames(out) == n == 230
@@ -110,6 +111,18 @@ def test_no_display_is_a_clear_error(stream_artifacts, tmp_path, monkeypatch, ca
     clip = str(write_clip(tmp_path / "ok.mp4", np.zeros((5, 32, 32, 3), np.uint8)))
     assert webcam.main(["--model", str(stream_artifacts["checkpoint"]), "--source", clip]) == 2
     assert "--headless --output" in _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["--source", "clip.mp4", "--headless"], True),  # a file no one watches live: every frame
+    (["--source", "clip.mp4"], False),  # in a window a file plays at its own rate, like a camera
+    (["--source", "0", "--headless"], False),  # a camera or a stream is always live
+    (["--source", "rtsp://host/stream", "--headless"], False),
+    (["--source", "clip.mp4", "--headless", "--no-every-frame"], False),
+    (["--source", "0", "--every-frame"], True),
+])
+def test_every_frame_default_follows_the_source(argv, expected):
+    assert webcam.every_frame(webcam.build_parser().parse_args(argv)) is expected
 
 
 @pytest.mark.parametrize("app", [webcam, annotate])
