@@ -87,15 +87,17 @@ class MixingAttention(Attention):
         b, t = x.shape[:2]
         if self.segment and self.segment != t:  # independent segments of `segment` frames each
             x = x.reshape(b * t // self.segment, self.segment, *x.shape[2:])
-        if self.per_head:  # groups inside each head's d channels (the paper)
-            x = mix_time(self._groups(x), self.fold, self.offsets).transpose(2, 3)
-        else:  # groups over the whole head-major embedding (the official code)
-            x = split_heads(mix_time(x, self.fold, self.offsets), self.num_heads)
+        x = self._heads(mix_time(self._groups(x), self.fold, self.offsets))
         return x.reshape(b, t, *x.shape[2:])
 
     def _groups(self, x: torch.Tensor) -> torch.Tensor:
-        """The layout whose last axis the channel groups split: `(..., H, d)` per head, else `(..., C)`."""
+        """`(B, F, N, C)` -> the layout whose last axis the channel groups split: `(B, F, N, H, d)` per head
+        (the paper), else `(B, F, N, C)` (the official code splits the whole head-major embedding)."""
         return x.unflatten(-1, (self.num_heads, -1)) if self.per_head else x
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        """A mixed `_groups` layout -> heads split, `(B, F, H, N, d)`."""
+        return x.transpose(2, 3) if self.per_head else split_heads(x, self.num_heads)
 
     def borrowed(self, x: torch.Tensor) -> torch.Tensor:
         """`(B, F, N, C)` keys or values -> the channels other frames borrow, `(B, F, N, Cb)` (head-major)."""
@@ -104,8 +106,7 @@ class MixingAttention(Attention):
     def mix_step(self, past: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
         """A causal stream's newest frame mixed, heads split `(B, 1, H, N, d)`, from the `borrowed` channels
         `(B, W, N, Cb)` of the W previous frames and the frame's own `(B, 1, N, C)` (see `mixing.mix_new`)."""
-        mixed = mix_new(self._groups(past), self._groups(new), self.fold, self.offsets)
-        return mixed.transpose(2, 3) if self.per_head else split_heads(mixed, self.num_heads)
+        return self._heads(mix_new(self._groups(past), self._groups(new), self.fold, self.offsets))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, N, C)
         q, k, v = self.project(x)

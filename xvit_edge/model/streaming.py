@@ -56,7 +56,11 @@ class StreamState:
 
     @classmethod
     def zeros(cls, config: XViTConfig, batch: int = 1) -> "StreamState":
-        shapes = cls.shapes(config, batch)
+        return cls.zeros_of(cls.shapes(config, batch))
+
+    @classmethod
+    def zeros_of(cls, shapes: dict[str, list[int]]) -> "StreamState":
+        """A fresh state of the given shapes (an artifact's sidecar `state_shapes`, or `shapes`)."""
         return cls(*(torch.zeros(shapes[name]) for name in STATE_NAMES))
 
     @staticmethod

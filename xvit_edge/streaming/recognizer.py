@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..data.transforms import preprocess_frame
-from ..model.streaming import STATE_NAMES, StreamState
+from ..model.streaming import StreamState
 from .backends import LoadedModel, load_model
 from .buffer import FrameBuffer
 
@@ -95,7 +95,7 @@ class Recognizer:
         self._state = None
         if self.mode == "incremental":
             shapes = self.model.state_shapes or StreamState.shapes(self.config)
-            self._state = [torch.zeros(shapes[name]) for name in STATE_NAMES]
+            self._state = list(StreamState.zeros_of(shapes).as_tuple())
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
         """`(H, W, 3)` uint8 RGB -> `(3, S, S)` float, exactly as in training."""
