@@ -213,7 +213,7 @@ def test_missing_optional_dependency_names_the_extra(model, tmp_path, monkeypatc
 def test_failed_verification_leaves_no_artifact(model, tmp_path, monkeypatch):
     import xvit_edge.export.onnx as onnx_export
 
-    monkeypatch.setattr(onnx_export, "run_onnx", lambda path, inputs: [[torch.zeros(1, 10)] for _ in inputs])
+    monkeypatch.setattr(onnx_export, "load_onnx", lambda path: lambda inputs: [torch.zeros(1, 10)])
     with pytest.raises(ExportError, match="disagrees with the eager model"):
         export(model, LABELS, Preprocessing.for_size(32), "onnx", tmp_path)
     assert not any(tmp_path.iterdir())
@@ -356,10 +356,10 @@ def test_stream_export_to_coreml_is_a_stateful_model(causal_test_model, tmp_path
     assert spec["op_counts"]["read_state"] == spec["op_counts"]["write_state"] == 3
     assert spec["weight_dtypes"].keys() == {"FLOAT16" if precision == "fp16" else "FLOAT32"}
     assert spec["labels"] == LABELS and spec["classifier_output"] == ""
-    from xvit_edge.export import _check_coreml
+    from xvit_edge.export.coreml_spec import check_spec
 
     with pytest.raises(ExportError, match="writes states"):  # a state never written is state lost
-        _check_coreml({**spec, "state_writes": ["keys", "values"]}, causal_test_model.config, LABELS, precision, "stream")
+        check_spec({**spec, "state_writes": ["keys", "values"]}, causal_test_model.config, LABELS, precision, "stream")
     sidecar = read_sidecar(art.sidecar)
     assert sidecar["mode"] == "stream" and "not run" in sidecar["verification"]["parity"]["numeric"]
     assert sidecar["state"]["storage"] == "internal (Core ML states)" and sidecar["state"]["dtype"] == "float16"

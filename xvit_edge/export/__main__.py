@@ -46,44 +46,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parity_line(parity: dict) -> str:
+    """The verification figures of one artifact, in words."""
+    if "max_abs_diff" not in parity:
+        return parity["numeric"]
+    over = (f"{parity['streams']} streams of {parity['frames_per_stream']} frames" if "streams" in parity
+            else f"{parity['samples']} clips")
+    if "reference" in parity:  # int8: against the converted int8 model
+        return (f"vs {parity['reference']}: SQNR {parity['sqnr_db']:.1f} dB, top-1 agreement "
+                f"{100 * parity['top1_agreement']:.0f}% over {over}")
+    return f"max abs diff {parity['max_abs_diff']:.2e} over {over}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         checkpoint = args.checkpoint or default_checkpoint()
         model, meta = load_checkpoint(checkpoint)
-        # Core ML's int8 is weight-only: it needs no int8 step, only the record of where the weights came from.
-        quantized = (load_quantized(checkpoint, stream=args.mode == "stream" and args.target != "coreml")
+        targets = list(TARGETS) if args.target == "all" else [args.target]
+        # A target that quantizes float weights itself (Core ML) needs no int8 step, only the record of where
+        # the weights came from.
+        step = args.mode == "stream" and any(TARGETS[t].int8_from_checkpoint for t in targets)
+        quantized = (load_quantized(checkpoint, stream=step)
                      if args.precision == "int8" and is_quantized(meta.extra) else None)
-        targets = TARGETS if args.target == "all" else (args.target,)
         for target in targets:
-            precision = "int8" if args.precision == "int8" else (args.precision or "fp16") if target == "coreml" \
-                else "fp32"
+            # fp16 is Core ML's alone: the other targets export their default for it
+            precision = args.precision if args.precision in TARGETS[target].precisions \
+                else TARGETS[target].default_precision
             art = export(model, meta.labels, meta.preprocessing, target, args.out, precision,
                          verify=not args.no_verify, samples=args.samples, mode=args.mode,
                          quantized=quantized, int8_min_sqnr=args.int8_min_sqnr)
-            parity = art.report["parity"]
-            detail = (f"max abs diff {parity['max_abs_diff']:.2e} over "
-                      + (f"{parity['streams']} streams of {parity['frames_per_stream']} frames" if "streams" in parity
-                         else f"{parity['samples']} clips")
-                      if "max_abs_diff" in parity else parity["numeric"])
-            if precision == "int8" and "sqnr_db" in parity:
-                detail = (f"vs {parity['reference']}: SQNR {parity['sqnr_db']:.1f} dB, top-1 agreement "
-                          f"{100 * parity['top1_agreement']:.0f}% over "
-                          + (f"{parity['streams']} streams of {parity['frames_per_stream']} frames" if "streams" in parity
-                             else f"{parity['samples']} clips"))
-            extra = ""
-            if target == "executorch":
-                d = art.report["delegation"]
-                extra = f"; {d['delegated_subgraphs']} XNNPACK subgraphs, every linear/conv/matmul delegated"
-            if target == "coreml":
-                c = art.report["coreml"]
-                extra = f"; spec checked (inputs {c['inputs']}, weights {c['weight_dtypes']}, {len(c['labels'])} labels)"
-                if c["states"]:
-                    extra += f"; Core ML states {list(c['states'])} (fp16, iOS 18+)"
-                if precision == "int8":
-                    extra += "; weight-only int8"
-            print(f"{target}: {art.path} ({precision}); {detail}{extra}")
+            print(f"{target}: {art.path} ({precision}); {parity_line(art.report['parity'])}"
+                  f"{TARGETS[target].summary(art.report, precision)}")
     except (ExportError, CheckpointError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

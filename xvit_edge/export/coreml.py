@@ -2,25 +2,28 @@
 model (the streaming step, its state kept in Core ML states).
 
 Core ML models run only on Apple platforms. On other machines the converted program is inspected instead
-(inputs, states, outputs, op types, weight precision, labels), and the result says plainly that numeric
-parity was not run.
+(inputs, states, outputs, op types, weight precision, labels: `coreml_spec`), and the result says plainly
+that numeric parity was not run.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import platform
-from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-log = logging.getLogger(__name__)
+from .coreml_spec import check_spec, inspect_mlpackage
+from .int8 import json_safe
+from .stream import STATE_NAMES
+from .target import Target
 
-# Model states exist from iOS 18 / macOS 15 (specification version 9, opset CoreML8), and only in fp16.
-STATEFUL_SPEC_VERSION = 9
-STATE_DTYPE = "FLOAT16"
+if TYPE_CHECKING:
+    from ..quantize.checkpoint import QuantizedCheckpoint
+    from .subject import Subject
+
+log = logging.getLogger(__name__)
 # A MIL pass of coremltools 9.0 that only reorders state writes, and fails with a KeyError on the fp16
 # streaming step: it anchors each moved write on the op after the state's producer in a list taken before the
 # pass, and that op can be another state's write it has already moved and removed. Without it the writes stay
@@ -97,62 +100,53 @@ def weight_quantization_config():
     return cto.OptimizationConfig(global_config=op_config)
 
 
-def inspect_mlpackage(path: Path) -> dict:
-    """What can be checked without running Core ML: I/O, states, op types, weight dtypes, labels, metadata."""
-    import coremltools as ct
-    from coremltools.proto import MIL_pb2
-    from coremltools.proto.FeatureTypes_pb2 import ArrayFeatureType
+class CoreMLTarget(Target):
+    """An ML Program .mlpackage (iOS 17+; iOS 18+ for the stateful streaming step). The clip model is a
+    classifier (class labels); the step outputs logits and keeps its state in Core ML states. int8 is
+    weight-only, quantized here from the float weights (for a quantized checkpoint, its fine-tuned ones)."""
 
-    spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
-    main = spec.mlProgram.functions["main"]
-    ops: Counter = Counter()
-    weight_dtypes: Counter = Counter()
-    int8_values: set[str] = set()  # outputs of ops that dequantize int8 weights at load time
-    weight_inputs: dict[str, list[str]] = {}  # linear/conv op type -> the names of their weights
-    state_writes: set[str] = set()  # the states the program writes: a state never written is state dropped
-    for op in main.block_specializations[main.opset].operations:
-        ops[op.type] += 1
-        if op.type == "write_state":
-            state_writes.update(a.name for a in op.inputs["input"].arguments)
-        # Plain weights are `const` ops (`val`); quantized ones are `constexpr_*` ops holding int8 data, as an
-        # attribute (iOS 17) or as an inline input value (iOS 18's `constexpr_blockwise_shift_scale`).
-        values = []
-        if op.type == "const" and "val" in op.attributes:
-            values.append(op.attributes["val"])
-        elif op.type.startswith("constexpr_"):
-            for name in ("quantized_data", "data"):
-                if name in op.attributes:
-                    values.append(op.attributes[name])
-                if name in op.inputs:
-                    values += [a.value for a in op.inputs[name].arguments if a.HasField("value")]
-        for value in values:
-            if value.type.HasField("tensorType"):
-                tensor = value.type.tensorType
-                size = 1
-                for d in tensor.dimensions:
-                    size *= d.constant.size
-                if size >= 256:  # weights, not shape constants
-                    dtype = MIL_pb2.DataType.Name(tensor.dataType)
-                    weight_dtypes[dtype] += 1
-                    if dtype == "INT8":
-                        int8_values.update(o.name for o in op.outputs)
-        if op.type in ("linear", "conv") and "weight" in op.inputs:
-            weight_inputs.setdefault(op.type, []).extend(a.name for a in op.inputs["weight"].arguments)
-    meta = dict(spec.description.metadata.userDefined)
-    return {
-        "spec_version": spec.specificationVersion, "opset": main.opset,
-        "inputs": {i.name: list(i.type.multiArrayType.shape) for i in spec.description.input},
-        "input_dtypes": {i.name: ArrayFeatureType.ArrayDataType.Name(i.type.multiArrayType.dataType)
-                         for i in spec.description.input},
-        "states": {s.name: {"shape": list(s.type.stateType.arrayType.shape),
-                            "dtype": ArrayFeatureType.ArrayDataType.Name(s.type.stateType.arrayType.dataType)}
-                   for s in spec.description.state},
-        "state_writes": sorted(state_writes),
-        "outputs": [o.name for o in spec.description.output],
-        "op_counts": dict(sorted(ops.items())), "weight_dtypes": dict(weight_dtypes),
-        "int8_weights": {op: [sum(n in int8_values for n in names), len(names)] for op, names in weight_inputs.items()},
-        "labels": json.loads(meta.get("labels", "[]")),
-        "classifier_output": spec.description.predictedFeatureName,
-        "numeric_parity": "not run: Core ML runs only on Apple platforms" if platform.system() != "Darwin"
-        else "not run by this check",
-    }
+    name, title, extension = "coreml", "Core ML", ".mlpackage"
+    packages = ("coremltools",)
+    precisions = ("fp32", "fp16", "int8")
+    default_precision = "fp16"  # Core ML's compute precision on device
+    keeps_state = True
+    int8_from_checkpoint = False
+
+    def quantization(self, quantized: QuantizedCheckpoint | None, mode: str) -> dict[str, Any]:
+        return json_safe({
+            "scheme": "weight-only int8: per-channel symmetric weights (coremltools linear_quantize_weights), "
+                      "fp16 activations",
+            "weights_from": f"{quantized.scheme['mode']} checkpoint (fine-tuned float weights)" if quantized
+            else "fp32 checkpoint"})
+
+    def write(self, subject: Subject, path: Path) -> dict[str, Any]:
+        program = subject.program(keeps_state=True)
+        classifier = subject.mode.name == "clip"  # the step's output is logits, not a class label
+        with torch.no_grad():
+            return {"coreml": export_mlpackage(
+                program.module, program.example, path, subject.labels, subject.precision,
+                subject.metadata(keeps_state=True), program.input_names,
+                None if classifier else program.output_names, program.state_names)}
+
+    def check(self, report: dict[str, Any], subject: Subject) -> None:
+        check_spec(report["coreml"], subject.config, subject.labels, subject.precision, subject.mode.name)
+
+    def runner(self, path: Path) -> None:
+        return None  # Core ML runs only on Apple platforms
+
+    def not_run(self, report: dict[str, Any]) -> dict[str, Any]:
+        return {"numeric": report["coreml"]["numeric_parity"]}
+
+    def state_record(self) -> dict[str, Any]:
+        """The model keeps its state: a runtime neither feeds nor reads it."""
+        return {"storage": "internal (Core ML states)", "names": list(STATE_NAMES), "dtype": "float16",
+                "initial": "zeros",
+                "signature": "(frame) -> (logits); one Core ML state per stream (MLModel.makeState(), "
+                             "iOS 18+), passed to every prediction of that stream"}
+
+    def summary(self, report: dict[str, Any], precision: str) -> str:
+        c = report["coreml"]
+        extra = f"; spec checked (inputs {c['inputs']}, weights {c['weight_dtypes']}, {len(c['labels'])} labels)"
+        if c["states"]:
+            extra += f"; Core ML states {list(c['states'])} (fp16, iOS 18+)"
+        return extra + ("; weight-only int8" if precision == "int8" else "")

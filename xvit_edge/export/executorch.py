@@ -5,13 +5,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+from .errors import ExportError
+from .target import Target
+
+if TYPE_CHECKING:
+    from .subject import Subject
 
 log = logging.getLogger(__name__)
 
 # The ops that carry the FLOPs: each must run inside XNNPACK, never in the portable kernels.
 HEAVY_OPS = ("aten_linear", "aten_convolution", "aten_bmm", "aten_mm", "aten_addmm", "aten_matmul")
+# Quantize/dequantize left outside XNNPACK would run in ExecuTorch's slow portable kernels.
+QUANT_OPS = ("quantized_decomposed_",)
 
 
 def export_pte(model: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path) -> dict:
@@ -77,3 +86,32 @@ def run_pte(path: Path, inputs: list[tuple[torch.Tensor, ...]]) -> list[list[tor
     """Run the .pte's `forward` on each tuple of inputs with the ExecuTorch runtime; all outputs."""
     call = load_pte(path)
     return [call(args) for args in inputs]
+
+
+def quant_ops_not_delegated(delegation: dict) -> list[str]:
+    return sorted(k for k, v in delegation["ops"].items() if k.startswith(QUANT_OPS) and v["not_delegated"])
+
+
+class ExecuTorchTarget(Target):
+    """A .pte lowered to XNNPACK; every heavy op (and for int8 every quantize/dequantize) must be delegated."""
+
+    name, title, extension = "executorch", "ExecuTorch", ".pte"
+    packages = ("executorch",)
+
+    def write(self, subject: Subject, path: Path) -> dict[str, Any]:
+        program = subject.program()
+        with torch.no_grad():
+            return {"delegation": export_pte(program.module, program.example, path)}
+
+    def check(self, report: dict[str, Any], subject: Subject) -> None:
+        delegation = report["delegation"]
+        if delegation["heavy_ops_not_delegated"]:
+            raise ExportError(f"heavy ops left outside XNNPACK: {delegation['heavy_ops_not_delegated']}")
+        if subject.precision == "int8" and quant_ops_not_delegated(delegation):
+            raise ExportError(f"quantize/dequantize ops left outside XNNPACK: {quant_ops_not_delegated(delegation)}")
+
+    def runner(self, path: Path) -> Callable[[Sequence[torch.Tensor]], list[torch.Tensor]]:
+        return load_pte(path)
+
+    def summary(self, report: dict[str, Any], precision: str) -> str:
+        return f"; {report['delegation']['delegated_subgraphs']} XNNPACK subgraphs, every linear/conv/matmul delegated"

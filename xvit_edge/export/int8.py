@@ -22,24 +22,20 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .errors import ExportError
+
 if TYPE_CHECKING:
     from ..quantize.checkpoint import QuantizedCheckpoint
 
 INT8_MIN_SQNR_DB = 30.0
 INT8_MIN_AGREEMENT = 0.99
 QUANTIZE_COMMAND = "python -m xvit_edge.quantize --checkpoint CKPT --data DIR --mode qat --out OUT.pt"
-# Quantize/dequantize left outside XNNPACK would run in ExecuTorch's slow portable kernels.
-QUANT_OPS = ("quantized_decomposed_",)
 
 
-def int8_subject(target: str, model: torch.nn.Module, quantized: QuantizedCheckpoint | None,
-                 mode: str = "clip") -> torch.nn.Module:
+def int8_module(target: str, model: torch.nn.Module, quantized: QuantizedCheckpoint | None,
+                mode: str = "clip") -> torch.nn.Module:
     """The module that is exported and that the artifact is compared with: the converted clip model, or in
     stream mode the converted streaming step."""
-    from . import ExportError
-
-    if target == "coreml":
-        return model  # float weights, quantized weight-only by the Core ML exporter
     if quantized is None:
         raise ExportError(f"int8 {target} export needs a quantized checkpoint: run `{QUANTIZE_COMMAND}` first, "
                           "then export OUT.pt with --precision int8")
@@ -53,38 +49,31 @@ def int8_subject(target: str, model: torch.nn.Module, quantized: QuantizedCheckp
     return quantized.converted
 
 
-def quantization_record(target: str, quantized: QuantizedCheckpoint | None, mode: str = "clip") -> dict[str, Any]:
-    """The sidecar's `quantization` entry (plain JSON: an infinite SQNR, i.e. identical outputs, is null)."""
-    return _json_safe(_record(target, quantized, mode))
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
-def _record(target: str, quantized: QuantizedCheckpoint | None, mode: str) -> dict[str, Any]:
-    if target == "coreml":
-        return {"scheme": "weight-only int8: per-channel symmetric weights (coremltools linear_quantize_weights), "
-                          "fp16 activations",
-                "weights_from": f"{quantized.scheme['mode']} checkpoint (fine-tuned float weights)" if quantized
-                else "fp32 checkpoint"}
+def checkpoint_record(quantized: QuantizedCheckpoint, mode: str = "clip") -> dict[str, Any]:
+    """The sidecar's `quantization` entry for an artifact of the checkpoint's converted graph or step (plain
+    JSON: an infinite SQNR, i.e. identical outputs, is null)."""
     s = quantized.scheme
     scheme = "static int8 (PT2E, XNNPACK quantizer): per-channel symmetric weights, per-tensor affine activations"
     metrics = s.get("metrics", {})
     if mode == "stream":  # the step's own calibration, on the checkpoint's (after QAT: fine-tuned) weights
         st = s["stream"]
-        return {"scheme": scheme, "mode": st["mode"], "weights_from": f"{s['mode']} checkpoint",
-                "calibration": st["calibration"], "settings": st["settings"], "ops": st["ops"],
-                "observers": st["observers"], "metrics": {"val": metrics.get("stream_val")}}
-    return {"scheme": scheme, "mode": s["mode"], "settings": s["settings"], "ops": s["ops"],
-            "observers": s["observers"], "metrics": {k: v for k, v in metrics.items()
-                                                     if k in ("val", "int8_vs_fake_quant")}}
+        return json_safe({"scheme": scheme, "mode": st["mode"], "weights_from": f"{s['mode']} checkpoint",
+                          "calibration": st["calibration"], "settings": st["settings"], "ops": st["ops"],
+                          "observers": st["observers"], "metrics": {"val": metrics.get("stream_val")}})
+    return json_safe({"scheme": scheme, "mode": s["mode"], "settings": s["settings"], "ops": s["ops"],
+                      "observers": s["observers"], "metrics": {k: v for k, v in metrics.items()
+                                                               if k in ("val", "int8_vs_fake_quant")}})
+
+
+def json_safe(obj: Any) -> Any:
+    """`obj` with non-finite floats as None, so that it is plain JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def check_int8_parity(target: str, parity: dict[str, float], min_sqnr_db: float = INT8_MIN_SQNR_DB,
@@ -92,8 +81,6 @@ def check_int8_parity(target: str, parity: dict[str, float], min_sqnr_db: float 
     """Refuse an int8 artifact further than `min_sqnr_db` or `INT8_MIN_AGREEMENT` top-1 agreement from the
     converted int8 model. `vs_fp32` (the artifact against the float model) goes into the message: when the
     model itself quantizes only that well, lowering the bar knowingly is the user's call."""
-    from . import ExportError
-
     if parity["sqnr_db"] < min_sqnr_db or parity["top1_agreement"] < INT8_MIN_AGREEMENT:
         hint = ""
         if vs_fp32 is not None:
@@ -104,6 +91,3 @@ def check_int8_parity(target: str, parity: dict[str, float], min_sqnr_db: float 
                           f"{parity['sqnr_db']:.1f} dB (need >= {min_sqnr_db:g}), top-1 agreement "
                           f"{100 * parity['top1_agreement']:.1f}% (need >= {100 * INT8_MIN_AGREEMENT:.0f}%){hint}")
 
-
-def quant_ops_not_delegated(delegation: dict) -> list[str]:
-    return sorted(k for k, v in delegation["ops"].items() if k.startswith(QUANT_OPS) and v["not_delegated"])

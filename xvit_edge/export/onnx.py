@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+from .target import Target
+
+if TYPE_CHECKING:
+    from .subject import Subject
 
 
 # onnxruntime's QDQS8ToU8Transformer shifts int8 activations to uint8 so that x86 runs its u8s8 integer
@@ -63,6 +68,29 @@ def run_onnx(path: Path, inputs: list[tuple[torch.Tensor, ...]]) -> list[list[to
     return [call(args) for args in inputs]
 
 
-def metadata_for(labels: list[str], preprocessing: dict, config: dict) -> dict[str, str]:
-    return {"labels": json.dumps(labels), "preprocessing": json.dumps(preprocessing),
-            "xvit_config": json.dumps(config)}
+# The subject's metadata the .onnx file carries (`metadata_props`).
+METADATA_KEYS = ("labels", "preprocessing", "xvit_config", "mode", "quantization")
+
+
+class OnnxTarget(Target):
+    """An .onnx file (opset from torch.onnx's dynamo exporter), checked with onnx.checker, run with onnxruntime."""
+
+    name, title, extension = "onnx", "ONNX", ".onnx"
+    packages = ("onnx", "onnxruntime", "onnxscript")
+
+    def write(self, subject: Subject, path: Path) -> dict[str, Any]:
+        program, meta = subject.program(), subject.metadata()
+        with torch.no_grad():
+            return {"onnx": export_onnx(program.module, program.example, path,
+                                        {k: meta[k] for k in METADATA_KEYS if k in meta},
+                                        list(program.input_names), list(program.output_names))}
+
+    def runner(self, path: Path) -> Callable[[Sequence[torch.Tensor]], list[torch.Tensor]]:
+        return load_onnx(path)
+
+    def sidecar(self) -> dict[str, Any]:
+        """How the artifact was verified and should be run with onnxruntime."""
+        return {"onnxruntime": {
+            "graph_optimization_level": "ORT_ENABLE_ALL", "disabled_optimizers": list(ORT_DISABLED_OPTIMIZERS),
+            "why": "QDQS8ToU8Transformer moves int8 activations to uint8 for x86 u8s8 kernels, which saturate "
+                   "on AVX2 CPUs without VNNI; leave it off (InferenceSession(..., disabled_optimizers=[...]))"}}

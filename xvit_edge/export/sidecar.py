@@ -6,9 +6,14 @@ from __future__ import annotations
 import importlib.metadata
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Preprocessing, XViTConfig
+from ..model.streaming import StreamState
+
+if TYPE_CHECKING:
+    from .subject import Subject
+    from .target import Target
 
 SIDECAR_FORMAT = "xvit_edge.sidecar"
 SIDECAR_VERSION = 1
@@ -25,10 +30,10 @@ def tool_versions() -> dict[str, str]:
     return out
 
 
-def build_sidecar(artifact: str, target: str, precision: str, config: XViTConfig, labels: list[str],
-                  preprocessing: Preprocessing, verification: dict[str, Any], mode: str = "clip",
-                  quantization: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`quantization`: how an int8 artifact was quantized (scheme, mode, which ops run in int8)."""
+def build_sidecar(artifact: str, target: Target, subject: Subject, verification: dict[str, Any]) -> dict[str, Any]:
+    """The sidecar of `subject` exported to `target` as `artifact`; the target adds how its state is kept
+    (stream mode) and how to run it."""
+    config = subject.config
     t, s = config.num_frames, config.img_size
     io: dict[str, Any] = {
         "input": {"name": "video", "shape": [1, t, config.in_chans, s, s], "dtype": "float32",
@@ -36,39 +41,20 @@ def build_sidecar(artifact: str, target: str, precision: str, config: XViTConfig
         "output": {"name": "logits", "shape": [1, config.num_classes], "dtype": "float32"},
         "state_shapes": {},
     }
-    if mode == "stream":
-        from ..model.streaming import StreamState
-        from .stream import INPUT_NAMES, OUTPUT_NAMES, STATE_NAMES
-
+    if subject.mode.name == "stream":
         io["input"] = {"name": "frame", "shape": [1, config.in_chans, s, s], "dtype": "float32",
                        "layout": "(batch, RGB channels, height, width): one frame, normalised with preprocessing"}
         io["state_shapes"] = StreamState.shapes(config)
-        if target == "coreml":  # the model keeps its state: a runtime neither feeds nor reads it
-            io["state"] = {"storage": "internal (Core ML states)", "names": list(STATE_NAMES), "dtype": "float16",
-                           "initial": "zeros",
-                           "signature": "(frame) -> (logits); one Core ML state per stream (MLModel.makeState(), "
-                                        "iOS 18+), passed to every prediction of that stream"}
-        else:
-            io["state"] = {"inputs": list(STATE_NAMES), "outputs": list(OUTPUT_NAMES[1:]), "initial": "zeros",
-                           "signature": f"({', '.join(INPUT_NAMES)}) -> ({', '.join(OUTPUT_NAMES)}); "
-                                        "feed each *_out back as the next frame's input of the same name"}
+        io["state"] = target.state_record()
+    quantization = subject.quantization
     return {
-        "format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "artifact": artifact, "target": target,
-        "precision": precision, "mode": mode, "config": config.to_dict(), "labels": list(labels),
-        "preprocessing": preprocessing.to_dict(), **io, "frames": t, "tools": tool_versions(),
-        "verification": verification,
+        "format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "artifact": artifact, "target": target.name,
+        "precision": subject.precision, "mode": subject.mode.name, "config": config.to_dict(),
+        "labels": list(subject.labels), "preprocessing": subject.preprocessing.to_dict(), **io, "frames": t,
+        "tools": tool_versions(), "verification": verification,
         **({"quantization": quantization} if quantization is not None else {}),
-        **({"onnxruntime": _onnxruntime_session()} if target == "onnx" else {}),
+        **target.sidecar(),
     }
-
-
-def _onnxruntime_session() -> dict[str, Any]:
-    """How the artifact was verified and should be run with onnxruntime."""
-    from .onnx import ORT_DISABLED_OPTIMIZERS
-
-    return {"graph_optimization_level": "ORT_ENABLE_ALL", "disabled_optimizers": list(ORT_DISABLED_OPTIMIZERS),
-            "why": "QDQS8ToU8Transformer moves int8 activations to uint8 for x86 u8s8 kernels, which saturate "
-                   "on AVX2 CPUs without VNNI; leave it off (InferenceSession(..., disabled_optimizers=[...]))"}
 
 
 def write_sidecar(path: Path, sidecar: dict[str, Any]) -> None:
