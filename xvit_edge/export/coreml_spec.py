@@ -4,6 +4,7 @@ types, weight precision, labels) and check it against what the export promised."
 from __future__ import annotations
 
 import json
+import math
 import platform
 from collections import Counter
 from pathlib import Path
@@ -20,7 +21,6 @@ STATE_DTYPE = "FLOAT16"
 def inspect_mlpackage(path: Path) -> dict:
     """What can be checked without running Core ML: I/O, states, op types, weight dtypes, labels, metadata."""
     import coremltools as ct
-    from coremltools.proto import MIL_pb2
     from coremltools.proto.FeatureTypes_pb2 import ArrayFeatureType
 
     spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
@@ -34,28 +34,10 @@ def inspect_mlpackage(path: Path) -> dict:
         ops[op.type] += 1
         if op.type == "write_state":
             state_writes.update(a.name for a in op.inputs["input"].arguments)
-        # Plain weights are `const` ops (`val`); quantized ones are `constexpr_*` ops holding int8 data, as an
-        # attribute (iOS 17) or as an inline input value (iOS 18's `constexpr_blockwise_shift_scale`).
-        values = []
-        if op.type == "const" and "val" in op.attributes:
-            values.append(op.attributes["val"])
-        elif op.type.startswith("constexpr_"):
-            for name in ("quantized_data", "data"):
-                if name in op.attributes:
-                    values.append(op.attributes[name])
-                if name in op.inputs:
-                    values += [a.value for a in op.inputs[name].arguments if a.HasField("value")]
-        for value in values:
-            if value.type.HasField("tensorType"):
-                tensor = value.type.tensorType
-                size = 1
-                for d in tensor.dimensions:
-                    size *= d.constant.size
-                if size >= 256:  # weights, not shape constants
-                    dtype = MIL_pb2.DataType.Name(tensor.dataType)
-                    weight_dtypes[dtype] += 1
-                    if dtype == "INT8":
-                        int8_values.update(o.name for o in op.outputs)
+        for dtype in _weight_dtypes(op):
+            weight_dtypes[dtype] += 1
+            if dtype == "INT8":
+                int8_values.update(o.name for o in op.outputs)
         if op.type in ("linear", "conv") and "weight" in op.inputs:
             weight_inputs.setdefault(op.type, []).extend(a.name for a in op.inputs["weight"].arguments)
     meta = dict(spec.description.metadata.userDefined)
@@ -76,6 +58,30 @@ def inspect_mlpackage(path: Path) -> dict:
         "numeric_parity": "not run: Core ML runs only on Apple platforms" if platform.system() != "Darwin"
         else "not run by this check",
     }
+
+
+def _weight_dtypes(op) -> list[str]:
+    """The dtypes of the weights (tensors of 256 elements or more, not shape constants) an op holds. Plain
+    weights are `const` ops (`val`); quantized ones are `constexpr_*` ops holding int8 data, as an attribute
+    (iOS 17) or as an inline input value (iOS 18's `constexpr_blockwise_shift_scale`)."""
+    from coremltools.proto import MIL_pb2
+
+    values = []
+    if op.type == "const" and "val" in op.attributes:
+        values.append(op.attributes["val"])
+    elif op.type.startswith("constexpr_"):
+        for name in ("quantized_data", "data"):
+            if name in op.attributes:
+                values.append(op.attributes[name])
+            if name in op.inputs:
+                values += [a.value for a in op.inputs[name].arguments if a.HasField("value")]
+    dtypes = []
+    for value in values:
+        if value.type.HasField("tensorType"):
+            tensor = value.type.tensorType
+            if math.prod(d.constant.size for d in tensor.dimensions) >= 256:
+                dtypes.append(MIL_pb2.DataType.Name(tensor.dataType))
+    return dtypes
 
 
 def check_spec(spec: dict, cfg: XViTConfig, labels: list[str], precision: str, mode: str = "clip") -> None:
