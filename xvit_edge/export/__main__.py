@@ -7,11 +7,15 @@ import argparse
 import logging
 import sys
 
+from tqdm import tqdm
+
 from ..assets import default_checkpoint
 from ..model.weights import CheckpointError, load_checkpoint
 from ..quantize.checkpoint import is_quantized, load_quantized
 from . import MODES, TARGETS, ExportError, export
+from ..quiet import captured_output
 from .int8 import INT8_MIN_SQNR_DB
+from .pipeline import STAGES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "that quantizes poorly can round differently in each int8 runtime, and the refusal says how far it "
                    "is from fp32, so you can lower the bar knowingly; the bar used is written to the sidecar")
     p.add_argument("--no-verify", action="store_true", help="skip verification (not recommended)")
+    p.add_argument("--verbose", action="store_true",
+                   help="show the toolchains' own output (coremltools, torch.onnx, ExecuTorch progress and warnings), "
+                   "which is kept off the terminal otherwise; use it to see what a toolchain said about a failure")
     return p
 
 
@@ -60,29 +67,47 @@ def parity_line(parity: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    lines: list[str] = []
     try:
-        checkpoint = args.checkpoint or default_checkpoint()
-        model, meta = load_checkpoint(checkpoint)
-        targets = list(TARGETS) if args.target == "all" else [args.target]
-        # A target that quantizes float weights itself (Core ML) needs no int8 step, only the record of where
-        # the weights came from.
-        step = args.mode == "stream" and any(TARGETS[t].int8_from_checkpoint for t in targets)
-        quantized = (load_quantized(checkpoint, stream=step)
-                     if args.precision == "int8" and is_quantized(meta.extra) else None)
+        with captured_output(args.verbose) as terminal:
+            export_all(args, lines, terminal)
+    except (ExportError, CheckpointError, ValueError, FileNotFoundError) as e:
+        if lines:  # the artifacts made before the failure stay, and are named
+            print("\n".join(lines))
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
+def export_all(args: argparse.Namespace, lines: list[str], terminal) -> None:
+    """Export what `args` asks for, a progress bar on `terminal`; one summary line per artifact in `lines`."""
+    checkpoint = args.checkpoint or default_checkpoint()
+    model, meta = load_checkpoint(checkpoint)
+    targets = list(TARGETS) if args.target == "all" else [args.target]
+    # A target that quantizes float weights itself (Core ML) needs no int8 step, only the record of where
+    # the weights came from.
+    step = args.mode == "stream" and any(TARGETS[t].int8_from_checkpoint for t in targets)
+    quantized = (load_quantized(checkpoint, stream=step)
+                 if args.precision == "int8" and is_quantized(meta.extra) else None)
+    with tqdm(total=len(targets) * len(STAGES), file=terminal, unit="stage", leave=False,
+              disable=not terminal.isatty()) as bar:
         for target in targets:
             # fp16 is Core ML's alone: the other targets export their default for it
             precision = args.precision if args.precision in TARGETS[target].precisions \
                 else TARGETS[target].default_precision
+
+            def advance(stage: str, target: str = target) -> None:
+                bar.set_description(f"{target}: {stage}")
+                bar.update()
+
             art = export(model, meta.labels, meta.preprocessing, target, args.out, precision,
                          verify=not args.no_verify, samples=args.samples, mode=args.mode,
-                         quantized=quantized, int8_min_sqnr=args.int8_min_sqnr)
-            print(f"{target}: {art.path} ({precision}); {parity_line(art.report['parity'])}"
-                  f"{TARGETS[target].summary(art.report, precision)}")
-    except (ExportError, CheckpointError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+                         quantized=quantized, int8_min_sqnr=args.int8_min_sqnr, on_stage=advance)
+            lines.append(f"{target}: {art.path} ({precision}); {parity_line(art.report['parity'])}"
+                         f"{TARGETS[target].summary(art.report, precision)}")
 
 
 if __name__ == "__main__":

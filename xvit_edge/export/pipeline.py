@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from ..quantize.checkpoint import QuantizedCheckpoint
 
 PRECISIONS = ("fp32", "fp16", "int8")
+# What `on_stage` is told, in order, as an export goes.
+STAGES = ("convert", "check", "verify", "sidecar")
 
 
 @dataclass
@@ -40,7 +42,7 @@ class Artifact:
 def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target: str, out_dir: str | os.PathLike,
            precision: str = "fp32", verify: bool = True, samples: int = 4, name: str | None = None,
            mode: str = "clip", quantized: QuantizedCheckpoint | None = None,
-           int8_min_sqnr: float = INT8_MIN_SQNR_DB) -> Artifact:
+           int8_min_sqnr: float = INT8_MIN_SQNR_DB, on_stage: Callable[[str], None] | None = None) -> Artifact:
     """Write one artifact and its sidecar into `out_dir`; verified against `model` unless `verify=False`.
 
     `mode="stream"` exports the incremental step of a causal model (`samples` streams of T + 3 frames verify
@@ -52,19 +54,26 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
     it; Core ML quantizes `model`'s weights (weight-only). See `int8`. `int8_min_sqnr` lowers or raises the
     SQNR bar of that check; the bar used is recorded in the sidecar.
 
+    `on_stage(name)` is called as each of `STAGES` begins (for a progress bar).
+
     Everything is built in a temporary folder and moved into place only once it has verified, so a
     failure leaves nothing partial behind.
     """
+    stage_begins = on_stage or (lambda name: None)
     chosen, kind = validate(target, precision, mode)
     subject = build_subject(model, kind, precision, chosen, labels, preprocessing, samples, quantized, int8_min_sqnr)
     name = name or subject.name
     filename = name + chosen.extension
     with staging(Path(out_dir)) as stage:
         path = stage / filename
+        stage_begins("convert")
         report = chosen.write(subject, path)
+        stage_begins("check")
         chosen.check(report, subject)
+        stage_begins("verify")
         report.update(run_and_compare(chosen, path, subject, report) if verify
                       else {"parity": {"numeric": "skipped (--no-verify)"}})
+        stage_begins("sidecar")
         sidecar = stage / f"{name}.{chosen.name}.json"
         write_sidecar(sidecar, build_sidecar(filename, chosen, subject, report))
         final, final_sidecar = move_into_place(Path(out_dir), path, sidecar)
