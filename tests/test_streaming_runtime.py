@@ -278,3 +278,43 @@ def test_sources_that_cannot_be_used(tmp_path):
     nothing = FrameSource("empty.mp4", opener=FakeOpener([FakeCapture([])]), retries=0)
     with pytest.raises(CaptureError, match="no frame decodes"), nothing:
         nothing.read()
+
+
+@pytest.mark.parametrize("target", ["executorch", "onnx"])
+def test_artifact_and_sidecar_are_checked_against_each_other(stream_artifacts, tmp_path, target):
+    """Before the first frame: the sidecar's schema, that it was written for this very file (sha256 recorded
+    at export), that the file is what its extension says, and that the artifact's shapes are the sidecar's.
+    Each mismatch is one ModelLoadError that names the file; the files are left as they were."""
+    import hashlib
+    import json
+    import shutil
+
+    art = stream_artifacts[target]
+    original = json.loads(art.sidecar.read_text())
+    assert original["artifact_sha256"] == hashlib.sha256(art.path.read_bytes()).hexdigest()
+    model = tmp_path / art.path.name
+    side = tmp_path / art.sidecar.name
+    shutil.copy(art.path, model)
+    before = hashlib.sha256(model.read_bytes()).hexdigest()
+
+    def refused(sidecar, match: str, path=model) -> None:
+        side.write_text(json.dumps(sidecar))
+        with pytest.raises(ModelLoadError, match=match):
+            Recognizer.load(path)
+
+    refused([original], "not an xvit_edge sidecar")
+    refused({k: v for k, v in original.items() if k != "target"}, "the sidecar lacks target")
+    refused({**original, "labels": original["labels"][:-1]}, "labels are not 10 names")
+    refused({**original, "artifact_sha256": "0" * 64}, "written for another file")
+    clip_like = {**original, "mode": "clip", "input": {**original["input"], "shape": [1, 4, 3, 32, 32]}}
+    del clip_like["artifact_sha256"]
+    refused(clip_like, r"does not match its sidecar: inputs")
+    fake = tmp_path / ("fake" + model.suffix)
+    fake.write_bytes(b"not a model at all " * 50)
+    (tmp_path / f"fake.{target}.json").write_text(json.dumps({**original, "artifact": fake.name,
+                                                               "artifact_sha256": None}))
+    with pytest.raises(ModelLoadError, match="not an (ExecuTorch program|ONNX model)"):
+        Recognizer.load(fake)
+    side.write_text(json.dumps(original))
+    assert Recognizer.load(model).model.kind == target
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == before

@@ -75,6 +75,23 @@ def load_pte(path: str | Path, threads: int | None = None) -> Callable[[Sequence
     return lambda inputs: [y.clone() for y in method.execute([x.contiguous() for x in inputs])]
 
 
+def pte_io_shapes(path: str | Path) -> tuple[list[list[int]], list[list[int]]]:
+    """The input and output tensor shapes the .pte's `forward` declares (nothing is run)."""
+    from executorch.runtime import Runtime
+
+    meta = Runtime.get().load_program(str(path)).load_method("forward").metadata
+    return ([list(meta.input_tensor_meta(i).sizes()) for i in range(meta.num_inputs())],
+            [list(meta.output_tensor_meta(i).sizes()) for i in range(meta.num_outputs())])
+
+
+def looks_like_pte(path: str | Path) -> bool:
+    """Whether the file carries ExecuTorch's flatbuffer identifier (`ET..` at byte 4): the runtime aborts the
+    process on some files that are not programs, so anything else is refused before it sees them."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    return len(head) == 8 and head[4:6] == b"ET"
+
+
 def pool_threads() -> int:
     """Threads in this process's ExecuTorch thread pool (what a loaded program actually runs on)."""
     from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count

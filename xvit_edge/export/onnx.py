@@ -62,6 +62,16 @@ def load_onnx(path: str | Path, threads: int | None = None) -> Callable[[Sequenc
                            for y in session.run(None, {n: x.numpy() for n, x in zip(names, inputs)})]
 
 
+def onnx_io_shapes(path: str | Path) -> tuple[list[list[int]], list[list[int]]]:
+    """The input and output tensor shapes the .onnx graph declares (symbolic dimensions as -1)."""
+    session = ort_session(path)
+
+    def dims(shape) -> list[int]:
+        return [d if isinstance(d, int) else -1 for d in shape]
+
+    return [dims(i.shape) for i in session.get_inputs()], [dims(o.shape) for o in session.get_outputs()]
+
+
 def run_onnx(path: Path, inputs: list[tuple[torch.Tensor, ...]]) -> list[list[torch.Tensor]]:
     """Run the model with onnxruntime on each tuple of inputs; all outputs."""
     call = load_onnx(path)

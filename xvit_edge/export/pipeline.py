@@ -18,7 +18,7 @@ from ..model import XViT
 from .errors import ExportError
 from .int8 import INT8_MIN_SQNR_DB
 from .modes import MODES, ClipMode, StreamMode
-from .sidecar import build_sidecar, write_sidecar
+from .sidecar import artifact_digest, build_sidecar, write_sidecar
 from .subject import Subject, build_subject
 from .target import Target
 from .targets import TARGETS, get_target
@@ -75,7 +75,7 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
                       else {"parity": {"numeric": "skipped (--no-verify)"}})
         stage_begins("sidecar")
         sidecar = stage / f"{name}.{chosen.name}.json"
-        write_sidecar(sidecar, build_sidecar(filename, chosen, subject, report))
+        write_sidecar(sidecar, build_sidecar(filename, chosen, subject, report, artifact_digest(path)))
         final, final_sidecar = move_into_place(Path(out_dir), path, sidecar)
     return Artifact(chosen.name, final, final_sidecar, report)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 from pathlib import Path
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
 
 SIDECAR_FORMAT = "xvit_edge.sidecar"
 SIDECAR_VERSION = 1
+# What every sidecar holds; a runtime refuses one that lacks any of them.
+REQUIRED_KEYS = ("format", "artifact", "target", "mode", "config", "labels", "preprocessing", "input", "output",
+                 "state_shapes")
 TOOLS = ("torch", "executorch", "torchao", "coremltools", "onnx", "onnxruntime", "onnxscript", "numpy", "xvit-edge")
 
 
@@ -30,9 +34,25 @@ def tool_versions() -> dict[str, str]:
     return out
 
 
-def build_sidecar(artifact: str, target: Target, subject: Subject, verification: dict[str, Any]) -> dict[str, Any]:
-    """The sidecar of `subject` exported to `target` as `artifact`; the target adds how its state is kept
-    (stream mode) and how to run it."""
+def artifact_digest(path: str | Path) -> str:
+    """sha256 of an artifact: of the file, or of a package folder's files (relative paths and contents, in
+    order), so that a runtime can tell that a sidecar describes this very artifact."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            digest.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def build_sidecar(artifact: str, target: Target, subject: Subject, verification: dict[str, Any],
+                  digest: str | None = None) -> dict[str, Any]:
+    """The sidecar of `subject` exported to `target` as `artifact` (sha256 `digest`); the target adds how its
+    state is kept (stream mode) and how to run it."""
     config = subject.config
     t, s = config.num_frames, config.img_size
     io: dict[str, Any] = {
@@ -48,7 +68,8 @@ def build_sidecar(artifact: str, target: Target, subject: Subject, verification:
         io["state"] = target.state_record()
     quantization = subject.quantization
     return {
-        "format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "artifact": artifact, "target": target.name,
+        "format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "artifact": artifact,
+        **({"artifact_sha256": digest} if digest else {}), "target": target.name,
         "precision": subject.precision, "mode": subject.mode.name, "config": config.to_dict(),
         "labels": list(subject.labels), "preprocessing": subject.preprocessing.to_dict(), **io, "frames": t,
         "tools": tool_versions(), "verification": verification,
@@ -62,10 +83,29 @@ def write_sidecar(path: Path, sidecar: dict[str, Any]) -> None:
 
 
 def read_sidecar(path: str | Path) -> dict[str, Any]:
-    """Read and check a sidecar; returns the dict with `config` and `preprocessing` as objects."""
-    data = json.loads(Path(path).read_text())
-    if data.get("format") != SIDECAR_FORMAT:
-        raise ValueError(f"{path}: not an xvit_edge sidecar")
-    data["config"] = XViTConfig.from_dict(data["config"])
-    data["preprocessing"] = Preprocessing.from_dict(data["preprocessing"])
+    """Read and check a sidecar; returns the dict with `config` and `preprocessing` as objects. A ValueError
+    names what is wrong: not JSON, not an object, not ours, a key missing, labels that do not fit the model."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a text file ({e.reason})") from e
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not JSON ({e.msg}, line {e.lineno})") from e
+    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
+        raise ValueError(f"{path}: not an xvit_edge sidecar (no 'format': {SIDECAR_FORMAT!r} object)")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"{path}: the sidecar lacks {', '.join(missing)}; export the model again")
+    if data["mode"] not in ("clip", "stream"):
+        raise ValueError(f"{path}: unknown mode {data['mode']!r} (clip or stream)")
+    try:
+        data["config"] = XViTConfig.from_dict(data["config"])
+        data["preprocessing"] = Preprocessing.from_dict(data["preprocessing"])
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise ValueError(f"{path}: its config or preprocessing is not valid ({e})") from e
+    labels = data["labels"]
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels) \
+            or len(labels) != data["config"].num_classes:
+        raise ValueError(f"{path}: its labels are not {data['config'].num_classes} names, one per class of the "
+                         "model's output")
     return data

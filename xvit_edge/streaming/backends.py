@@ -22,6 +22,7 @@ import torch
 
 from ..config import Preprocessing, XViTConfig
 from ..export.sidecar import read_sidecar
+from .artifact_check import ArtifactMismatch, check_digest, check_file_kind, check_shapes
 from ..model.streaming import StreamingStep, StreamState, streamable
 
 log = logging.getLogger(__name__)
@@ -95,19 +96,26 @@ def _load_artifact(path: Path, threads: int | None) -> LoadedModel:
                              "preprocessing from the JSON that python -m xvit_edge.export writes with the artifact")
     try:
         meta = read_sidecar(side)
-    except (ValueError, KeyError, TypeError) as e:
+    except ValueError as e:
+        raise ModelLoadError(str(e)) from e
+    except (OSError, KeyError, TypeError) as e:
         raise ModelLoadError(f"{side}: not a valid sidecar ({e})") from e
     if meta["target"] != kind:
         raise ModelLoadError(f"{side}: describes a {meta['target']} artifact, not the {kind} file {path.name}")
     try:
+        check_file_kind(path, kind)
+        check_digest(path, meta, side)
         if kind == "executorch":
-            from ..export.executorch import load_pte
+            from ..export.executorch import load_pte, pte_io_shapes
 
-            run = load_pte(path, threads)
+            run, shapes = load_pte(path, threads), pte_io_shapes(path)
         else:
-            from ..export.onnx import load_onnx
+            from ..export.onnx import load_onnx, onnx_io_shapes
 
-            run = load_onnx(path, threads)
+            run, shapes = load_onnx(path, threads), onnx_io_shapes(path)
+        check_shapes(path, meta, *shapes)
+    except ArtifactMismatch as e:
+        raise ModelLoadError(str(e)) from e
     except ImportError as e:
         raise ModelLoadError(f"running {path.name} needs the '{e.name}' package: "
                              "pip install -c constraints.txt 'xvit-edge[export]'") from e
