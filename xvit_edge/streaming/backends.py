@@ -22,6 +22,7 @@ import torch
 
 from ..config import Preprocessing, XViTConfig
 from ..export.sidecar import read_sidecar
+from ..quiet import captured_output
 from .artifact_check import ArtifactMismatch, check_digest, check_file_kind, check_shapes
 from ..model.streaming import StreamingStep, StreamState, streamable
 
@@ -105,14 +106,16 @@ def _load_artifact(path: Path, threads: int | None) -> LoadedModel:
     try:
         check_file_kind(path, kind)
         check_digest(path, meta, side)
-        if kind == "executorch":
-            from ..export.executorch import load_pte, pte_io_shapes
+        # The runtimes print CPU-probe lines of their own when they load a program (see `quiet`).
+        with captured_output(verbose=log.isEnabledFor(logging.DEBUG)):
+            if kind == "executorch":
+                from ..export.executorch import load_pte, pte_io_shapes
 
-            run, shapes = load_pte(path, threads), pte_io_shapes(path)
-        else:
-            from ..export.onnx import load_onnx, onnx_io_shapes
+                run, shapes = load_pte(path, threads), pte_io_shapes(path)
+            else:
+                from ..export.onnx import load_onnx, onnx_io_shapes
 
-            run, shapes = load_onnx(path, threads), onnx_io_shapes(path)
+                run, shapes = load_onnx(path, threads), onnx_io_shapes(path)
         check_shapes(path, meta, *shapes)
     except ArtifactMismatch as e:
         raise ModelLoadError(str(e)) from e
