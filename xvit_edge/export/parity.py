@@ -50,4 +50,21 @@ class Int8Bar:
         return {"int8_vs_fp32": vs_fp32}
 
 
-Bar = Fp32Bar | Int8Bar
+@dataclass(frozen=True)
+class SqnrBar:
+    """The artifact reproduces the eager model to `min_sqnr_db` and `min_top1_agreement`: for artifacts that
+    round by design (fp16 compute or states, weight-only int8), with bars chosen from measurement."""
+
+    min_sqnr_db: float
+    min_top1_agreement: float = INT8_MIN_AGREEMENT
+
+    def judge(self, target: str, parity: dict[str, Any], vs_float: VsFloat, reference: str) -> dict[str, Any]:
+        parity["bar"] = {"min_sqnr_db": float(self.min_sqnr_db), "min_top1_agreement": self.min_top1_agreement}
+        if parity["sqnr_db"] < self.min_sqnr_db or parity["top1_agreement"] < self.min_top1_agreement:
+            raise ExportError(f"{target} artifact disagrees with the eager model: SQNR {parity['sqnr_db']:.1f} dB "
+                              f"(need >= {self.min_sqnr_db:g}), top-1 agreement "
+                              f"{100 * parity['top1_agreement']:.1f}% (need >= {100 * self.min_top1_agreement:.0f}%)")
+        return {}
+
+
+Bar = Fp32Bar | Int8Bar | SqnrBar

@@ -100,7 +100,11 @@ def run_and_compare(target: Target, path: Path, subject: Subject, report: dict[s
     """The artifact run here over the subject's samples and held to its bar; or, where the target cannot run
     it here, what was checked instead."""
     call = target.runner(path)
-    return subject.verify(target.name, call) if call is not None else {"parity": target.not_run(report)}
+    if call is None:
+        return {"parity": target.not_run(report)}
+    result = subject.verify(target.name, call)
+    result["parity"]["run_with"] = target.runs_on
+    return result
 
 
 @contextmanager

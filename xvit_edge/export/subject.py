@@ -15,7 +15,7 @@ from ..config import Preprocessing, XViTConfig
 from ..model import XViT
 from .int8 import int8_module
 from .modes import Call, ClipMode, Program, StreamMode
-from .parity import Bar, Fp32Bar, Int8Bar
+from .parity import Bar, Int8Bar
 
 if TYPE_CHECKING:
     from ..quantize.checkpoint import QuantizedCheckpoint
@@ -93,7 +93,7 @@ def build_subject(model: XViT, mode: ClipMode | StreamMode, precision: str, targ
     quantize its weights itself) and is held to the fp32 bar."""
     model = model.eval()
     mode.check(model.config)
-    exported, bar = mode.float_module(model), Fp32Bar()
+    exported, bar = mode.float_module(model), target.float_bar(precision, mode.name)
     quantization = None
     if precision == "int8":
         if target.int8_from_checkpoint:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ExportError
 from .int8 import checkpoint_record
 from .modes import Call
+from .parity import Bar, Fp32Bar
 from .stream import INPUT_NAMES, OUTPUT_NAMES, STATE_NAMES
 
 if TYPE_CHECKING:
@@ -43,6 +44,10 @@ class Target:
         """The sidecar's record of how an int8 artifact was quantized."""
         return checkpoint_record(quantized, mode)
 
+    def float_bar(self, precision: str, mode: str) -> Bar:
+        """The bar an artifact of the float model is held to, against the eager model."""
+        return Fp32Bar()
+
     def write(self, subject: Subject, path: Path) -> dict[str, Any]:
         """Convert `subject.program(self.keeps_state)` into `path`; the report's entries about it."""
         raise NotImplementedError
@@ -53,6 +58,9 @@ class Target:
     def runner(self, path: Path) -> Call | None:
         """`call(inputs) -> outputs` running the artifact here, or None where this machine cannot."""
         raise NotImplementedError
+
+    # What `runner` runs the artifact with, for the sidecar's parity record.
+    runs_on = ""
 
     def not_run(self, report: dict[str, Any]) -> dict[str, Any]:
         """The parity entry of an artifact that cannot run here: what was checked instead."""
