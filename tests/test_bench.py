@@ -36,6 +36,10 @@ def test_bench_quick_writes_results_table_and_plot(tmp_path):
     assert all(r["parity_max_abs_diff"] <= 1e-4 and r["parity_sqnr_db"] is None for r in fp32)
     assert all(r["median_ms"] > 0 and r["size_mb"] > 0 for r in d["rows"])
     assert d["coreml"]["weight_dtypes"] and set(d["coreml"]["weight_dtypes"]) == {"FLOAT16"}
+    # Core ML parity beside the others: each precision's saved program evaluated against eager
+    c = d["coreml"]["parity"]
+    assert set(c) == {"fp32", "fp16", "int8"} and c["fp32"]["max_abs_diff"] <= 1e-4
+    assert c["fp16"]["sqnr_db"] >= 45 and c["int8"]["sqnr_db"] >= 30 and c["int8"]["top1_agreement"] >= 0.99
     assert (tmp_path / "complexity.png").stat().st_size > 1000
     s = results["streaming"]
     assert [(r["runtime"], r["mode"]) for r in s["per_frame"][0]["rows"]] == [("eager", "clip"), ("eager", "incremental")]

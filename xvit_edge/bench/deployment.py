@@ -127,10 +127,7 @@ def run(preset: str, threads: list[int], repeats: int, warmup: int, checkpoint: 
                 continue
             forms.append((f"{target} int8", "executorch" if target == "executorch" else "onnxruntime", art.path,
                           art.report))
-        art = export(model, labels, pre, "coreml", tmp, "fp16", samples=1)
-        coreml = {"size_mb": _size_mb(art.path), "op_counts": art.report["coreml"]["op_counts"],
-                  "weight_dtypes": art.report["coreml"]["weight_dtypes"],
-                  "numeric_parity": art.report["coreml"]["numeric_parity"]}
+        coreml = _coreml(model, labels, pre, tmp, failed)
         timings: dict[tuple[str, int], dict] = {}
         for runtime in dict.fromkeys(f[1] for f in forms):
             group = [f for f in forms if f[1] == runtime]

@@ -56,9 +56,15 @@ def deployment_lines(d: dict) -> list[str]:
     for f in d.get("failed", []):
         lines.append(f"| {f['form']} | | | | | refused by the export's parity check: {f['error']} |")
     c = d["coreml"]
+    if "op_counts" not in c:
+        return lines
     top = sorted(c["op_counts"].items(), key=lambda kv: -kv[1])[:8]
+    parity = "; ".join(f"{p} {v['max_abs_diff']:.1e} max abs diff, {v['sqnr_db']:.1f} dB, top-1 agreement "
+                       f"{100 * v['top1_agreement']:.0f}%" for p, v in c.get("parity", {}).items())
     return lines + ["", f"Core ML fp16 `.mlpackage`: {c['size_mb']:.2f} MB, weights {c['weight_dtypes']}, ops "
                     + ", ".join(f"{k} {v}" for k, v in top)
+                    + (f". Parity against eager (the saved ML Program evaluated in numpy; int8 is weight-only): "
+                       f"{parity}" if parity else "")
                     + f"; latency {c['numeric_parity'].replace('not run: ', 'not measured: ')}."]
 
 
