@@ -91,6 +91,26 @@ def int8_checkpoint(model: XViT, labels: list[str], pre: Preprocessing, path: Pa
     return load_quantized(path, stream=stream)
 
 
+def _coreml(model: XViT, labels: list[str], pre: Preprocessing, tmp: Path, failed: list[dict]) -> dict:
+    """Core ML at each precision: the fp16 package's size and ops, and every precision's parity against the
+    eager model (its saved program evaluated in numpy); a refused one is listed in `failed`."""
+    coreml: dict = {"parity": {}}
+    for precision in ("fp16", "fp32", "int8"):
+        try:
+            art = export(model, labels, pre, "coreml", tmp, precision, samples=2)
+        except ExportError as e:
+            log.warning("coreml %s: %s", precision, e)
+            failed.append({"form": f"coreml {precision}", "error": str(e)})
+            continue
+        parity = art.report["parity"]
+        coreml["parity"][precision] = {k: parity[k] for k in ("max_abs_diff", "sqnr_db", "top1_agreement")}
+        if precision == "fp16":
+            coreml.update(size_mb=_size_mb(art.path), op_counts=art.report["coreml"]["op_counts"],
+                          weight_dtypes=art.report["coreml"]["weight_dtypes"],
+                          numeric_parity=art.report["coreml"]["numeric_parity"])
+    return coreml
+
+
 def run(preset: str, threads: list[int], repeats: int, warmup: int, checkpoint: Path | None = None) -> dict:
     """Export a model and time every form: eager fp32, ExecuTorch and ONNX in fp32 and int8 (static PTQ int8,
     XNNPACK / QDQ), with each thread count; Core ML fp16 size and ops. The model is the preset with random
