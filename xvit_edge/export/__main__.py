@@ -89,7 +89,7 @@ def export_all(args: argparse.Namespace, lines: list[str], terminal) -> None:
     targets = list(TARGETS) if args.target == "all" else [args.target]
     # A target that quantizes float weights itself (Core ML) needs no int8 step, only the record of where
     # the weights came from.
-    step = args.mode == "stream" and any(TARGETS[t].int8_from_checkpoint for t in targets)
+    step = args.mode == "stream" and any(TARGETS[t].int8_from_checkpoint(True, "stream") for t in targets)
     quantized = (load_quantized(checkpoint, stream=step)
                  if args.precision == "int8" and is_quantized(meta.extra) else None)
     with tqdm(total=len(targets) * len(STAGES), file=terminal, unit="stage", leave=False,

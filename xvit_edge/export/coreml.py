@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from .coreml_qdq import fixed_scalar_dequantize
 from .coreml_spec import check_spec, inspect_mlpackage
-from .int8 import json_safe
+from .int8 import checkpoint_record, json_safe
 from .modes import Call
 from .parity import Bar, Fp32Bar, SqnrBar
 from .stream import STATE_NAMES
@@ -45,21 +47,32 @@ COREML_MIN_SQNR_DB = {"fp16_states": 50.0, "fp16": 45.0, "int8": 30.0}
 def export_mlpackage(model: torch.nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], path: Path,
                      labels: list[str], precision: str, metadata: dict[str, str],
                      input_names: tuple[str, ...] = ("video",), output_names: tuple[str, ...] | None = None,
-                     state_names: tuple[str, ...] = ()) -> dict:
+                     state_names: tuple[str, ...] = (), qdq: bool = False) -> dict:
     """Convert `model(*example)`. Without `output_names` it is a classifier (class labels, `classLabel`);
     with them (the streaming step) a plain program whose outputs carry those names.
+
+    int8: weight-only quantization of a float `model`, or with `qdq` a PT2E-converted int8 graph whose
+    quantize/dequantize pairs and int8 weights carry over (W8A8; see `coreml_qdq`), computed in fp16.
 
     `state_names`: buffers of `model` that it overwrites on every call (see `stream.StatefulStep`); they
     become Core ML states (fp16, iOS 18+), kept by the runtime between predictions instead of passed in and
     out."""
-    import coremltools as ct
-    import numpy as np
-
-    example = (example,) if isinstance(example, torch.Tensor) else tuple(example)
+    # contiguous: coremltools refuses an exported program whose example has another dim order
+    example = tuple(x.contiguous() for x in ((example,) if isinstance(example, torch.Tensor) else example))
     buffers = dict(model.named_buffers())
     missing = [n for n in state_names if n not in buffers]
     if missing:
         raise ValueError(f"state(s) {missing} are not buffers of {type(model).__name__}: {sorted(buffers)}")
+    with fixed_scalar_dequantize() if qdq else nullcontext():
+        return _convert(model, example, path, labels, precision, metadata, input_names, output_names, state_names,
+                        qdq, buffers)
+
+
+def _convert(model, example, path, labels, precision, metadata, input_names, output_names, state_names, qdq,
+             buffers) -> dict:
+    import coremltools as ct
+    import numpy as np
+
     program = torch.export.export(model, example).run_decompositions({})
     pipeline = ct.PassPipeline.DEFAULT
     stateful = {}
@@ -70,7 +83,7 @@ def export_mlpackage(model: torch.nn.Module, example: torch.Tensor | tuple[torch
         states = [ct.StateType(wrapped_type=ct.TensorType(shape=tuple(buffers[n].shape), dtype=np.float16), name=n)
                   for n in state_names]
         stateful = {"states": states}
-    if precision == "int8":
+    if precision == "int8" and not qdq:
         # Weight-only int8 as the conversion's last pass. (`linear_quantize_weights` on the converted model
         # would run the default pipeline again, the failing state pass included.)
         pipeline.append_pass(_WEIGHT_QUANTIZATION_PASS)
@@ -120,9 +133,17 @@ class CoreMLTarget(Target):
     precisions = ("fp32", "fp16", "int8")
     default_precision = "fp16"  # Core ML's compute precision on device
     keeps_state = True
-    int8_from_checkpoint = False
+
+    def int8_from_checkpoint(self, has_checkpoint: bool, mode: str) -> bool:
+        """W8A8 from a quantized checkpoint's converted clip graph; weight-only int8 otherwise (a float
+        checkpoint, or the stateful step, whose int8 graph has its state in and out rather than in states)."""
+        return has_checkpoint and mode == "clip"
 
     def quantization(self, quantized: QuantizedCheckpoint | None, mode: str) -> dict[str, Any]:
+        if self.int8_from_checkpoint(quantized is not None, mode):
+            return {**checkpoint_record(quantized, mode),
+                    "coreml": "W8A8: the converted graph's int8 weights and int8 activations (quantize/dequantize "
+                              "pairs), fp16 compute; quantized scalars folded in float (coreml_qdq)"}
         return json_safe({
             "scheme": "weight-only int8: per-channel symmetric weights (coremltools linear_quantize_weights), "
                       "fp16 activations",
@@ -136,7 +157,8 @@ class CoreMLTarget(Target):
             return {"coreml": export_mlpackage(
                 program.module, program.example, path, subject.labels, subject.precision,
                 subject.metadata(keeps_state=True), program.input_names,
-                None if classifier else program.output_names, program.state_names)}
+                None if classifier else program.output_names, program.state_names,
+                qdq=subject.int8_graph)}
 
     def check(self, report: dict[str, Any], subject: Subject) -> None:
         check_spec(report["coreml"], subject.config, subject.labels, subject.precision, subject.mode.name)
@@ -176,7 +198,9 @@ class CoreMLTarget(Target):
                  f"{len(c['labels'])} labels)")
         if c["states"]:
             extra += f"; Core ML states {list(c['states'])} (fp16, iOS 18+)"
-        return extra + ("; weight-only int8" if precision == "int8" else "")
+        if precision == "int8":
+            extra += "; int8 weights and activations" if "quantize" in c["op_counts"] else "; weight-only int8"
+        return extra
 
 
 def _clip_call(program: MILProgram) -> Call:

@@ -37,6 +37,7 @@ class Subject:
     bar: Bar
     samples: int
     quantization: dict[str, Any] | None = None
+    int8_graph: bool = False  # `exported` is a quantized checkpoint's converted int8 graph or step
 
     @property
     def config(self) -> XViTConfig:
@@ -94,9 +95,11 @@ def build_subject(model: XViT, mode: ClipMode | StreamMode, precision: str, targ
     model = model.eval()
     mode.check(model.config)
     exported, bar = mode.float_module(model), target.float_bar(precision, mode.name)
-    quantization = None
+    quantization, int8_graph = None, False
     if precision == "int8":
-        if target.int8_from_checkpoint:
+        int8_graph = target.int8_from_checkpoint(quantized is not None, mode.name)
+        if int8_graph:
             exported, bar = int8_module(target.name, model, quantized, mode.name), Int8Bar(int8_min_sqnr)
         quantization = target.quantization(quantized, mode.name)
-    return Subject(mode, model, exported, precision, list(labels), preprocessing, bar, samples, quantization)
+    return Subject(mode, model, exported, precision, list(labels), preprocessing, bar, samples, quantization,
+                   precision == "int8" and int8_graph)

@@ -29,7 +29,11 @@ class Target:
     precisions: tuple[str, ...] = ("fp32", "int8")
     default_precision = "fp32"
     keeps_state = False  # stream mode: the state lives inside the artifact instead of being passed in and out
-    int8_from_checkpoint = True  # int8 runs the quantized checkpoint's converted graph (else: float weights)
+
+    def int8_from_checkpoint(self, has_checkpoint: bool, mode: str) -> bool:
+        """Whether int8 exports the quantized checkpoint's converted graph (else the target quantizes the
+        float weights itself); this default needs the checkpoint, and asks for one when it is missing."""
+        return True
 
     def require(self) -> None:
         """Refuse early, naming the extra to install, when the target's packages are missing."""
