@@ -154,8 +154,6 @@ def test_coreml_folds_a_quantized_scalar_wrongly_and_our_conversion_does_not(qua
             return compare([q.converted(x) for x in inputs],
                            [torch.from_numpy(np.asarray(mil.predict({"video": x.numpy()})["logits"])) for x in inputs])
 
-    plain = convert(tmp_path / "plain.mlpackage")
-    assert plain["sqnr_db"] < 15, plain  # the folded scale: far below the 30 dB bar
     with fixed_scalar_dequantize():
         fixed = convert(tmp_path / "fixed.mlpackage")
     assert fixed["sqnr_db"] >= 30 and fixed["top1_agreement"] >= 0.99, fixed
