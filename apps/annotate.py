@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     source = parse_source(args.input)
     if isinstance(source, int) or "://" in source:
         parser.error(f"--input takes a video file, not {args.input!r}; use python -m apps.webcam for cameras and URLs")
-    return run_app(args, args.input, display=False, every_frame=True, output=args.output, title="xvit_edge")
+    return run_app(args, args.input, display=False, every_frame=True, output=args.output, title="xvit_edge",
+                   source_flag="--input")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .cli_types import nonnegative_int, positive_int
+
 log = logging.getLogger(__name__)
 
 
@@ -101,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True,
                    help="clips to score: a folder with one sub-folder per class, or a CSV/txt list of 'path,label'; "
                    "every class must be one of the checkpoint's labels")
-    p.add_argument("--clips", type=int, default=1, help="temporal clips per video, spread over it (test-time views)")
+    p.add_argument("--clips", type=positive_int, default=1,
+                   help="temporal clips per video, spread over it (test-time views)")
     p.add_argument("--crops", type=int, default=1, choices=[1, 3],
                    help="spatial crops per clip: 1 (centre) or 3 (along the longer side)")
     p.add_argument("--pairs", default="auto", metavar="auto|none|A:B,C:D",
@@ -109,22 +112,37 @@ def build_parser() -> argparse.ArgumentParser:
                    "meta.json beside --data (the synthetic generator writes one), 'none', or explicit pairs")
     p.add_argument("--sampling", choices=["segment", "uniform"],
                    help="frame sampling (default: the one the checkpoint was trained with, else segment)")
-    p.add_argument("--stride", type=int, help="frame stride for --sampling uniform (default: as trained, else 2)")
-    p.add_argument("--batch-size", type=int, default=16, help="videos per forward pass")
-    p.add_argument("--workers", type=int, default=0, help="data-loading processes")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    p.add_argument("--json", type=Path, help="also write the scores to this JSON file")
+    p.add_argument("--stride", type=positive_int,
+                   help="frame stride for --sampling uniform (default: as trained, else 2)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="videos per forward pass")
+    p.add_argument("--workers", type=nonnegative_int, default=0, help="data-loading processes")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
+    p.add_argument("--json", type=Path, help="also write the scores to this JSON file (replaced only once complete; "
+                   "never one of the inputs)")
     p.add_argument("--log-level", default="WARNING", help="logging level")
     return p
+
+
+def _check_json(path: Path, checkpoint: str, data: str, samples: list[tuple[str, int]]) -> None:
+    """--json must be writable and none of the files evaluation reads (an OutputError otherwise)."""
+    from .files import check_output, refuse_clobbering
+    from .train.reversal import meta_files
+
+    check_output(path, "--json", create_folders=True)
+    beside, above = meta_files(data)  # --pairs auto reads them
+    refuse_clobbering({"--json": path}, {"--checkpoint": checkpoint, "--data": data,
+                                         "the meta.json beside --data": beside, "the meta.json above --data": above})
+    if path.exists():  # only an existing file can be one of the clips
+        for clip, _ in samples:
+            refuse_clobbering({"--json": path}, {"a clip of --data": clip})
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.clips < 1:
-        parser.error("--clips must be >= 1")
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     from .data.datasets import load_samples
+    from .files import printable, write_text_atomic
     from .model.weights import load_checkpoint
     from .train.reversal import resolve_pairs
 
@@ -135,20 +153,24 @@ def main(argv: list[str] | None = None) -> int:
         trained = meta.extra.get("train_config", {})
         samples, _ = load_samples(args.data, labels=meta.labels)
         if not samples:
-            raise ValueError(f"{args.data}: no clips found")
+            raise ValueError(f"{printable(args.data)}: no clips found")
+        if args.json:
+            _check_json(args.json, args.checkpoint, args.data, samples)
         pairs = resolve_pairs(args.pairs, args.data, meta.labels)
         result = score(model, samples, meta.labels, meta.preprocessing, pairs=pairs, clips=args.clips,
                        crops=args.crops, sampling=args.sampling or trained.get("sampling", "segment"),
                        stride=args.stride or trained.get("stride", 2), batch_size=args.batch_size,
                        workers=args.workers, progress=True)
-    except (FileNotFoundError, ValueError) as e:  # CheckpointError and VideoError are ValueErrors: one line
-        print(f"error: {e}", file=sys.stderr)
+        result["checkpoint"], result["data"] = str(args.checkpoint), str(args.data)
+        if args.json:  # JSON escapes a name's undecodable bytes (\udcXX), so the file is always valid
+            write_text_atomic(args.json, json.dumps(result, indent=1))
+    except (OSError, ValueError) as e:  # CheckpointError, VideoError, OutputError are ValueErrors; a full disk
+        print(f"error: {e}", file=sys.stderr)  # leaves no half-written --json either
         return 2
-    result["checkpoint"], result["data"] = str(args.checkpoint), str(args.data)
-    print(report(result))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1))
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
+    print(printable(report(result)))  # labels from an older checkpoint may carry undecodable bytes
     return 0
 
 

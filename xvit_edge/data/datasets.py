@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..config import Preprocessing
+from ..files import printable
 from .transforms import augment_frames, spatial_crops
 from .video import VideoError, count_frames, multiview_indices, probe, read_frames, segment_indices, uniform_indices
 
@@ -30,23 +31,43 @@ Sample = tuple[str, int]  # (path, label index)
 
 def folder_samples(root: str | os.PathLike) -> tuple[list[Sample], list[str]]:
     """`root/<class>/<clip>.mp4` -> samples and the class names, sorted (label index = position). Hidden
-    folders are not classes; an empty class folder still takes its place in the label order."""
+    folders are not classes, hidden files not clips; an empty class folder still takes its place in the label
+    order (`empty_classes` finds them, for training to refuse). A folder name that is not valid UTF-8 gives
+    the label `printable` shows (its odd bytes as \\xNN): labels are text, written into JSON and drawn onto
+    frames."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
-    labels = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))  # no .cache etc.
-    samples = [(str(f), i) for i, name in enumerate(labels) for f in sorted((root / name).iterdir())
-               if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS]
+        raise FileNotFoundError(f"{printable(root)}: no such folder")
+    folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))  # no .cache etc.
+    labels = [printable(name) for name in folders]
+    for name, label in zip(folders, labels):
+        if label != name:
+            log.warning("%s: the folder name is not valid UTF-8; the class is labelled '%s'", printable(root / name),
+                        label)
+    if len(set(labels)) < len(labels):  # b"caf\xe9" and a folder literally named "caf\\xe9"
+        twice = sorted(lab for lab, n in Counter(labels).items() if n > 1)
+        raise ValueError(f"{printable(root)}: two class folders are both labelled {twice[0]!r}; rename one of them")
+    # Hidden files are not clips: "._clip.mp4" is macOS metadata, ".clip.mp4.*.partial.mp4" a write under way.
+    samples = [(str(f), i) for i, name in enumerate(folders) for f in sorted((root / name).iterdir())
+               if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in VIDEO_EXTENSIONS]
     if not samples:
-        raise ValueError(f"{root}: no videos ({', '.join(VIDEO_EXTENSIONS)}) in class sub-folders")
+        raise ValueError(f"{printable(root)}: no videos ({', '.join(VIDEO_EXTENSIONS)}) in class sub-folders")
     return samples, labels
+
+
+def empty_classes(samples: list[Sample], labels: list[str]) -> list[str]:
+    """The labels that no sample has."""
+    used = {y for _, y in samples}
+    return [name for i, name in enumerate(labels) if i not in used]
 
 
 def _rows(list_file: Path) -> list[tuple[int, str, str]]:
     """(line number, path, label) for every row: `path,label` (CSV), or `path label` when a line has no comma
     (the TSN / mmaction txt form). Blank lines, `#` comments and a header row are left out."""
     rows = []
-    with open(list_file, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets write a BOM
+    # -sig: spreadsheets write a BOM. surrogateescape: a path's bytes that are not UTF-8 come through as the
+    # OS's own name for the file (os.fsdecode), not as an error.
+    with open(list_file, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
             if not line or line.startswith("#"):
@@ -54,13 +75,17 @@ def _rows(list_file: Path) -> list[tuple[int, str, str]]:
             row = next(csv.reader([line])) if "," in line else line.rsplit(maxsplit=1)
             row = [c.strip() for c in row]
             if len(row) < 2 or not row[0] or not row[1]:
-                raise ValueError(f"{list_file}:{lineno}: expected 'path,label', got {line!r}")
+                raise ValueError(f"{printable(list_file)}:{lineno}: expected 'path,label', got {printable(line)!r}")
             if lineno == 1 and (row[0].lower() in ("path", "video", "file", "filename")
                                 or row[1].lower() in ("label", "class")):
                 continue  # header
-            rows.append((lineno, row[0], row[1]))
+            label = printable(row[1])
+            if label != row[1]:
+                log.warning("%s:%d: the label is not valid UTF-8; it is read as '%s'", printable(list_file), lineno,
+                            label)
+            rows.append((lineno, row[0], label))
     if not rows:
-        raise ValueError(f"{list_file}: no 'path,label' rows")
+        raise ValueError(f"{printable(list_file)}: no 'path,label' rows")
     return rows
 
 
@@ -78,7 +103,7 @@ def list_samples(list_file: str | os.PathLike, root: str | os.PathLike | None = 
         raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
     list_file = Path(list_file)
     if not list_file.is_file():
-        raise FileNotFoundError(f"{list_file}: no such list file")
+        raise FileNotFoundError(f"{printable(list_file)}: no such list file")
     base = Path(root) if root is not None else list_file.parent
     rows = _rows(list_file)
     if labels is not None:
@@ -86,7 +111,7 @@ def list_samples(list_file: str | os.PathLike, root: str | os.PathLike | None = 
     elif all(lab.isdigit() for _, _, lab in rows):
         names = [str(i) for i in range(max(int(lab) for _, _, lab in rows) + 1)]
     elif any(lab.isdigit() for _, _, lab in rows):
-        raise ValueError(f"{list_file}: mixes label names and integer labels; use one or pass `labels`")
+        raise ValueError(f"{printable(list_file)}: mixes label names and integer labels; use one or pass `labels`")
     else:
         names = sorted({lab for _, _, lab in rows})
     samples, missing = [], []
@@ -97,17 +122,18 @@ def list_samples(list_file: str | os.PathLike, root: str | os.PathLike | None = 
         elif lab.isdigit() and int(lab) < len(names):
             index = int(lab)
         else:
-            raise ValueError(f"{list_file}:{lineno}: label {lab!r} is not one of the {len(names)} labels")
+            raise ValueError(f"{printable(list_file)}:{lineno}: label {lab!r} is not one of the {len(names)} labels")
         if not full.is_file():
             if on_missing == "error":
-                raise VideoError(f"{list_file}:{lineno}: names {full}, which does not exist")
+                raise VideoError(f"{printable(list_file)}:{lineno}: names {printable(full)}, which does not exist")
             missing.append(str(full))
             continue
         samples.append((str(full), index))
     if missing:
-        log.warning("%s: skipped %d rows naming missing files, e.g. %s", list_file, len(missing), missing[0])
+        log.warning("%s: skipped %d rows naming missing files, e.g. %s", printable(list_file), len(missing),
+                    printable(missing[0]))
     if not samples:
-        raise ValueError(f"{list_file}: none of the {len(rows)} files it names exists")
+        raise ValueError(f"{printable(list_file)}: none of the {len(rows)} files it names exists")
     return samples, names
 
 
@@ -116,14 +142,14 @@ def load_samples(source: str | os.PathLike, labels: list[str] | None = None) -> 
     order, as validation data must follow the training labels."""
     p = Path(source)
     if not p.exists():
-        raise FileNotFoundError(f"{p}: no such folder or list file")
+        raise FileNotFoundError(f"{printable(p)}: no such folder or list file")
     if p.is_dir():
         samples, found = folder_samples(p)
         if labels is None:
             return samples, found
         unknown = sorted(set(found) - set(labels))
         if unknown:
-            raise ValueError(f"{p}: classes {unknown} are not among the training labels")
+            raise ValueError(f"{printable(p)}: classes {unknown} are not among the training labels")
         return [(path, labels.index(found[i])) for path, i in samples], list(labels)
     return list_samples(p, labels=labels, on_missing="skip")
 

@@ -35,7 +35,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..cli_types import even_int_at_least, int_at_least, nonnegative_int, positive_float, positive_int
+from ..files import AtomicOutput, opencv_path, printable, write_text_atomic
+
 log = logging.getLogger(__name__)
+
+MIN_FRAMES, MIN_SIZE = 2, 16  # a motion needs two frames; the shapes need room to move
 
 # (forward, backward) pairs: the backward class is the forward clip reversed in time.
 PAIRS: tuple[tuple[str, str], ...] = (
@@ -243,8 +248,8 @@ def sample_params(class_name: str, rng: np.random.Generator, frames: int = 16, s
     """Draw one clip of `class_name`. The two classes of a pair consume `rng` identically."""
     if class_name not in _EVENT:
         raise ValueError(f"unknown class {class_name!r}; available: {', '.join(CLASSES)}")
-    if frames < 2 or size < 16:
-        raise ValueError(f"need frames >= 2 and size >= 16, got frames={frames}, size={size}")
+    if frames < MIN_FRAMES or size < MIN_SIZE:
+        raise ValueError(f"need frames >= {MIN_FRAMES} and size >= {MIN_SIZE}, got frames={frames}, size={size}")
     pair, reverse = _EVENT[class_name]
     dark = bool(rng.random() < 0.5)  # dark background, bright object, or the other way round: always contrast
     background = _background(rng, size, dark)
@@ -346,25 +351,27 @@ def clip_rng(seed: int, split: str, class_name: str, index: int) -> np.random.Ge
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float) -> None:
-    """Write RGB `frames` as an mp4 and check that it decodes back to the same number and size of frames."""
+    """Write RGB `frames` as an mp4 and check that it decodes back to the same number and size of frames; the
+    file appears only once it does (an interrupted run leaves no half-written clip)."""
     path = Path(path)
     t, h, w = frames.shape[:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*FOURCC), float(fps), (w, h))
-    if not writer.isOpened():
-        raise RuntimeError(f"cv2.VideoWriter cannot open {path} with fourcc {FOURCC!r}")
-    for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
-    cap = cv2.VideoCapture(str(path))
-    n, shape = 0, None
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        n, shape = n + 1, frame.shape[:2]
-    cap.release()
-    if n != t or shape != (h, w):
-        raise RuntimeError(f"{path}: wrote {t} frames of {h}x{w}, decoded {n} frames of {shape}")
+    with AtomicOutput(path) as out, opencv_path(out.tmp) as name:
+        writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*FOURCC), float(fps), (w, h))
+        if not writer.isOpened():
+            raise RuntimeError(f"cv2.VideoWriter cannot open {printable(path)} with fourcc {FOURCC!r}")
+        for frame in frames:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        writer.release()
+        cap = cv2.VideoCapture(name)
+        n, shape = 0, None
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            n, shape = n + 1, frame.shape[:2]
+        cap.release()
+        if n != t or shape != (h, w):
+            raise RuntimeError(f"{printable(path)}: wrote {t} frames of {h}x{w}, decoded {n} frames of {shape}")
 
 
 def _write_job(job: tuple[str, str, int, int, int, int, float, str]) -> str:
@@ -390,6 +397,8 @@ def write_dataset(out: str | Path, classes: Sequence[str] | None = None, train_p
     if size % 2:
         raise ValueError(f"size must be even (the mp4v codec needs even frame sizes), got {size}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{printable(out)} is a file; name a folder to write the benchmark into")
     out.mkdir(parents=True, exist_ok=True)
     counts = {"train": train_per_class, "val": val_per_class}
     jobs = [(split, c, i, seed, frames, size, fps, str(out)) for split in SPLITS for c in classes
@@ -415,7 +424,7 @@ def write_dataset(out: str | Path, classes: Sequence[str] | None = None, train_p
     bar.close()
     seconds = time.perf_counter() - start
 
-    (out / "labels.txt").write_text("".join(c + "\n" for c in classes))
+    write_text_atomic(out / "labels.txt", "".join(c + "\n" for c in classes))
     meta = {
         "generator": "xvit_edge.data.synthetic", "version": VERSION,
         "seed": seed, "frames": frames, "size": size, "fps": fps, "fourcc": FOURCC,
@@ -425,7 +434,7 @@ def write_dataset(out: str | Path, classes: Sequence[str] | None = None, train_p
         "shapes": list(SHAPES), "textures": list(TEXTURES), "backgrounds": list(BACKGROUNDS),
         "ranges": RANGES,
     }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_text_atomic(out / "meta.json", json.dumps(meta, indent=2) + "\n")
     summary = {"out": str(out), "classes": classes, "clips": {s: counts[s] * len(classes) for s in SPLITS},
                "seconds": round(seconds, 2)}
     log.info("wrote %d clips to %s in %.1f s", len(jobs), out, seconds)
@@ -441,23 +450,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--classes", nargs="+", choices=CLASSES, default=list(CLASSES), metavar="CLASS",
                    help=f"classes to write (default: all): {' '.join(CLASSES)}")
-    p.add_argument("--train-per-class", type=int, default=40, help="training clips per class (default: %(default)s)")
-    p.add_argument("--val-per-class", type=int, default=10, help="validation clips per class (default: %(default)s)")
-    p.add_argument("--frames", type=int, default=16, help="frames per clip (default: %(default)s)")
-    p.add_argument("--size", type=int, default=128,
-                   help="frame height and width in pixels, even (default: %(default)s)")
-    p.add_argument("--fps", type=float, default=15,
+    p.add_argument("--train-per-class", type=positive_int, default=40,
+                   help="training clips per class (default: %(default)s)")
+    p.add_argument("--val-per-class", type=nonnegative_int, default=10,
+                   help="validation clips per class (default: %(default)s)")
+    p.add_argument("--frames", type=int_at_least(MIN_FRAMES), default=16,
+                   help=f"frames per clip, >= {MIN_FRAMES} (default: %(default)s)")
+    p.add_argument("--size", type=even_int_at_least(MIN_SIZE), default=128,
+                   help=f"frame height and width in pixels, even and >= {MIN_SIZE} (default: %(default)s)")
+    p.add_argument("--fps", type=positive_float, default=15,
                    help="frame rate written into the video files (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=nonnegative_int, default=0,
                    help="random seed: the same seed gives the same frames (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=nonnegative_int, default=None,
                    help="worker processes (default: one per CPU core; 0 or 1: no subprocesses)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    s = write_dataset(args.out, args.classes, args.train_per_class, args.val_per_class, args.frames, args.size,
-                      args.fps, args.seed, args.workers)
+    try:
+        s = write_dataset(args.out, args.classes, args.train_per_class, args.val_per_class, args.frames, args.size,
+                          args.fps, args.seed, args.workers)
+    except (OSError, ValueError) as e:  # --out a file or not writable, a full disk: one line
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {s['clips']['train']} train + {s['clips']['val']} val clips of {len(s['classes'])} classes "
-          f"to {s['out']} in {s['seconds']:.1f} s")
+          f"to {printable(s['out'])} in {s['seconds']:.1f} s")
     return 0
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import opencv_path, printable
+
 log = logging.getLogger(__name__)
 
 
@@ -46,20 +48,26 @@ def _open(path: str | os.PathLike):
     """An opened `cv2.VideoCapture`, or a VideoError saying why the file cannot be one."""
     cv2 = _cv2()
     p = Path(path)
+    name = printable(p)
     if not p.exists():
-        raise VideoError(f"{p}: no such file")
+        raise VideoError(f"{name}: no such file")
     if not p.is_file():
-        raise VideoError(f"{p}: not a file")
+        raise VideoError(f"{name}: not a file")
     if not os.access(p, os.R_OK):
-        raise VideoError(f"{p}: cannot be read (permission denied)")
+        raise VideoError(f"{name}: cannot be read (permission denied)")
     if p.stat().st_size == 0:
-        raise VideoError(f"{p}: the file is empty (0 bytes)")
+        raise VideoError(f"{name}: the file is empty (0 bytes)")
     # FFmpeg explicitly: CAP_ANY may hand a name containing '%' to the image-sequence reader.
     backend = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
-    cap = cv2.VideoCapture(str(p), backend)
+    try:
+        with opencv_path(p) as plain:  # a name that is not UTF-8 would crash OpenCV
+            cap = cv2.VideoCapture(plain, backend)
+    except OSError as e:
+        raise VideoError(f"{name}: its name is not valid UTF-8 and no plain-named link to it can be made "
+                         f"({e.strerror}); rename the file") from e
     if not cap.isOpened():
         cap.release()
-        raise VideoError(f"{p}: not a video OpenCV can open (corrupt, truncated before its index, "
+        raise VideoError(f"{name}: not a video OpenCV can open (corrupt, truncated before its index, "
                          "or an unsupported format)")
     return cap
 
@@ -90,7 +98,7 @@ def count_frames(path: str | os.PathLike) -> int:
     finally:
         cap.release()
     if n == 0:
-        raise VideoError(f"{path}: zero frames decode (corrupt or truncated)")
+        raise VideoError(f"{printable(path)}: zero frames decode (corrupt or truncated)")
     return n
 
 
@@ -108,13 +116,14 @@ def read_all(path: str | os.PathLike, max_frames: int | None = None) -> np.ndarr
     finally:
         cap.release()
     if not frames:
-        raise VideoError(f"{path}: zero frames decode (corrupt or truncated)")
+        raise VideoError(f"{printable(path)}: zero frames decode (corrupt or truncated)")
     return _stack(path, frames)
 
 
 def _stack(path: str | os.PathLike, frames: list[np.ndarray]) -> np.ndarray:
     if len({f.shape for f in frames}) > 1:
-        raise VideoError(f"{path}: the frame size changes within the video ({sorted({f.shape for f in frames})})")
+        raise VideoError(f"{printable(path)}: the frame size changes within the video "
+                         f"({sorted({f.shape for f in frames})})")
     return np.stack(frames)
 
 
@@ -153,32 +162,33 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int], *, min_frames: 
     """
     idx = [int(i) for i in indices]
     if not idx:
-        raise ValueError(f"{path}: read_frames got no frame indices")
+        raise ValueError(f"{printable(path)}: read_frames got no frame indices")
     if min(idx) < 0:
-        raise ValueError(f"{path}: negative frame index {min(idx)}")
+        raise ValueError(f"{printable(path)}: negative frame index {min(idx)}")
     got, decoded, claimed, exhausted = _decode(path, set(idx))
     if decoded == 0:
         said = f"; the container claims {claimed}" if claimed else ""
-        raise VideoError(f"{path}: zero frames decode{said} (corrupt or truncated)")
+        raise VideoError(f"{printable(path)}: zero frames decode{said} (corrupt or truncated)")
     if not exhausted:
         return _stack(path, [got[i] for i in idx])
     if decoded < min_frames:
         if claimed > decoded:
-            raise VideoError(f"{path}: truncated: the container claims {claimed} frames but only {decoded} decode, "
-                             f"fewer than the {min_frames} needed")
-        raise VideoError(f"{path}: {decoded} frames, fewer than the {min_frames} needed")
+            raise VideoError(f"{printable(path)}: truncated: the container claims {claimed} frames but only "
+                             f"{decoded} decode, fewer than the {min_frames} needed")
+        raise VideoError(f"{printable(path)}: {decoded} frames, fewer than the {min_frames} needed")
     # Ran out: map the request from the length the caller assumed onto the length that decodes.
     assumed = max(claimed, max(idx) + 1)
     remapped = [min(i * decoded // assumed, decoded - 1) for i in idx]
     if claimed > decoded:
         log.warning("%s: truncated or wrong frame count: the container claims %d frames but only %d decode; "
-                    "resampling within them", path, claimed, decoded)
+                    "resampling within them", printable(path), claimed, decoded)
     else:
         log.warning("%s: only %d frames decode but frame %d was asked for; resampling within them",
-                    path, decoded, max(idx))
+                    printable(path), decoded, max(idx))
     got, _, _, exhausted = _decode(path, set(remapped))
     if exhausted:  # decoded fewer frames than on the first pass: the decoder is not deterministic here
-        raise VideoError(f"{path}: decodes {decoded} frames on one pass and fewer on the next (corrupt)")
+        raise VideoError(f"{printable(path)}: decodes {decoded} frames on one pass and fewer on the next "
+                         "(corrupt)")
     return _stack(path, [got[i] for i in remapped])
 
 

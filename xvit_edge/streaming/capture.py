@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..data.video import VideoError, _cv2, _open
+from ..files import is_plain, printable
 from .stats import RateMeter
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ def is_live(source: Source) -> bool:
 
 
 def describe(source: Source) -> str:
-    return f"camera {source}" if isinstance(source, int) else str(source)
+    """The source as messages name it (a file name that is not UTF-8 with its odd bytes as \\xNN)."""
+    return f"camera {source}" if isinstance(source, int) else printable(source)
 
 
 def open_capture(source: Source) -> Any:
@@ -70,6 +72,8 @@ def open_capture(source: Source) -> Any:
             return _open(source)  # the decoding module's checks: missing, empty, unreadable, not a video
         except VideoError as e:
             raise CaptureError(str(e)) from e
+    if isinstance(source, str) and not is_plain(source):  # OpenCV would crash on it
+        raise CaptureError(f"{describe(source)}: a stream URL must be valid UTF-8 text")
     cv2 = _cv2()
     cap = cv2.VideoCapture(source) if isinstance(source, int) else cv2.VideoCapture(source, cv2.CAP_FFMPEG)
     if not cap.isOpened():

@@ -6,9 +6,15 @@ import argparse
 import ast
 import dataclasses
 import logging
+import math
+import os
 import sys
+from pathlib import Path
 
+from ..cli_types import (finite_float, nonnegative_float, nonnegative_int, positive_float, positive_fraction,
+                         positive_int, probability)
 from ..config import PRESETS, XViTConfig
+from ..files import printable
 from ..model.init import SCRATCH_INITS
 from .loop import TrainConfig, train
 
@@ -61,21 +67,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="initialisation when training from scratch (no --init): 'mimetic' starts W_q, W_k near the "
                    "identity with a sine-cosine position embedding, so attention starts local and motion is learned "
                    "quickly (xvit_edge/model/init.py); 'timm' is ViT's usual N(0, 0.02)")
-    p.add_argument("--resume", help="continue an interrupted run from its last.pt (model, optimizer, epoch)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="clips per step and per process")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate, after warm-up")
-    p.add_argument("--min-lr", type=float, default=d.min_lr, help="learning rate at the end of the cosine decay")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay,
+    p.add_argument("--resume", help="continue an interrupted run from its last.pt (model, optimizer, epoch); the "
+                   "training data must have the run's classes; --out may be the run's own folder")
+    p.add_argument("--epochs", type=positive_int, default=d.epochs, help="training epochs")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="clips per step and per process")
+    p.add_argument("--lr", type=positive_float, default=d.lr, help="peak AdamW learning rate, after warm-up")
+    p.add_argument("--min-lr", type=nonnegative_float, default=d.min_lr,
+                   help="learning rate at the end of the cosine decay")
+    p.add_argument("--weight-decay", type=nonnegative_float, default=d.weight_decay,
                    help="AdamW weight decay (not applied to biases, norms, tokens, embeddings)")
-    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear warm-up length, in epochs")
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="cross-entropy label smoothing")
-    p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max gradient norm; 0 disables clipping")
+    p.add_argument("--warmup-epochs", type=nonnegative_float, default=d.warmup_epochs,
+                   help="linear warm-up length, in epochs")
+    p.add_argument("--label-smoothing", type=probability, default=d.label_smoothing,
+                   help="cross-entropy label smoothing, in [0, 1]")
+    p.add_argument("--grad-clip", type=nonnegative_float, default=d.grad_clip,
+                   help="max gradient norm; 0 disables clipping")
     p.add_argument("--sampling", default=d.sampling, choices=["segment", "uniform"],
                    help="frame sampling: 'segment' (TSN/SSv2, one frame per segment) or 'uniform' "
                    "(Kinetics-style dense clip with --stride)")
-    p.add_argument("--stride", type=int, default=d.stride, help="frame stride for --sampling uniform")
-    p.add_argument("--scale-min", type=float, default=d.scale_min,
+    p.add_argument("--stride", type=positive_int, default=d.stride, help="frame stride for --sampling uniform")
+    p.add_argument("--scale-min", type=positive_fraction, default=d.scale_min,
                    help="augmentation: smallest crop area fraction (one crop per clip)")
     p.add_argument("--flip", action="store_true",
                    help="augmentation: random horizontal flip (leave off when classes depend on left/right)")
@@ -89,13 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "epoch 1 (every class stays in the model's head; the validation after it is recorded as epoch 0). "
                    "For a pair that stays at chance among many classes: on the synthetic benchmark the 0.27 M "
                    "nano model learns rotate_cw,rotate_ccw alone but not among all 12 classes, and keeps it after")
-    p.add_argument("--focus-epochs", type=int, default=d.focus_epochs,
+    p.add_argument("--focus-epochs", type=nonnegative_int, default=d.focus_epochs,
                    help="passes over the --focus classes' clips before the main epochs")
-    p.add_argument("--mean", type=float, nargs=3, help="normalisation mean (default: ImageNet's)")
-    p.add_argument("--std", type=float, nargs=3, help="normalisation std (default: ImageNet's)")
-    p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes per training process")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed")
-    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (smoke tests)")
+    p.add_argument("--mean", type=finite_float, nargs=3, help="normalisation mean (default: ImageNet's)")
+    p.add_argument("--std", type=positive_float, nargs=3, help="normalisation std, each > 0 (default: ImageNet's)")
+    p.add_argument("--workers", type=nonnegative_int, default=d.workers,
+                   help="data-loading processes per training process")
+    p.add_argument("--seed", type=nonnegative_int, default=d.seed, help="random seed")
+    p.add_argument("--max-steps", type=positive_int, help="stop after this many optimizer steps (smoke tests)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--log-level", default="INFO", help="logging level")
     return p
@@ -110,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))  # usage and one line, exit 2
     if bool(args.focus) != (args.focus_epochs > 0):
         parser.error("--focus and --focus-epochs go together: name the classes and how many passes over them")
+    if args.min_lr > args.lr:
+        parser.error(f"--min-lr {args.min_lr:g} is above --lr {args.lr:g}: the schedule decays from --lr to --min-lr")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = TrainConfig(
         train_data=args.train_data, val_data=args.val_data, out=args.out, preset=args.preset,
@@ -124,13 +138,33 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers, seed=args.seed, max_steps=args.max_steps, device=args.device)
     try:
         state = train(cfg).state
-    except (FileNotFoundError, ValueError) as e:  # bad paths, label files, configs, checkpoints: one clear line
+    except (OSError, ValueError) as e:  # bad paths, label files, configs, checkpoints, an unwritable --out
         print(f"error: {e}", file=sys.stderr)
         return 2
-    last = state["history"][-1] if state["history"] else {}
-    print(f"done: {state['epoch']} epochs, {state['step']} steps; last epoch: "
-          + ", ".join(f"{k}={v:.4g}" for k, v in last.items()))
+    except KeyboardInterrupt:  # checkpoints are written whole or not at all: last.pt is the last finished epoch
+        ckpt = Path(args.out) / "last.pt"
+        print("interrupted" + (f"; continue with --resume {printable(ckpt)}" if ckpt.is_file() else ""),
+              file=sys.stderr)
+        return 130
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one report
+        last = state["history"][-1] if state["history"] else {}
+        print(f"done: {state['epoch']} epochs, {state['step']} steps; last epoch: "
+              + ", ".join(f"{k}={v:.4g}" for k, v in last.items()))
+        print(final_line(state, Path(args.out), bool(args.val_data)))
     return 0
+
+
+def final_line(state: dict, out: Path, validated: bool) -> str:
+    """Where the model to use is: best.pt (best validation top-1), or last.pt when there was no validation."""
+    path = out / ("best.pt" if validated else "last.pt")
+    if not path.is_file():
+        return f"no checkpoint written in {printable(out)} (no epoch finished)"
+    if not validated:
+        return f"model: {printable(path)} (no --val-data, so none was picked by validation)"
+    epoch = state.get("best_epoch")
+    top1 = state.get("best_top1", -math.inf)
+    said = f" (epoch {epoch}, val top-1 {100 * top1:.1f}%)" if epoch is not None and math.isfinite(top1) else ""
+    return f"best model: {printable(path)}{said}"
 
 
 if __name__ == "__main__":

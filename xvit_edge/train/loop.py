@@ -23,9 +23,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ..config import Preprocessing, get_config
 from ..evaluate import clip_scores
+from ..files import AtomicOutput, OutputError, printable, refuse_clobbering, write_text_atomic
 from ..model import XViT
 from ..model.init import SCRATCH_INITS, mimetic_init_
-from ..model.weights import load_checkpoint, load_pretrained, save_checkpoint
+from ..model.weights import Checkpoint, load_checkpoint, load_pretrained, save_checkpoint
 from . import distributed
 from .reversal import partner_table, resolve_pairs, with_time_reversed
 
@@ -172,6 +173,59 @@ def evaluate(model: nn.Module, loader: DataLoader, info: distributed.DistInfo) -
     return {"top1": correct / max(seen, 1), "loss": loss_sum / max(seen, 1), "clips": seen, "skipped": skipped}
 
 
+OUTPUT_FILES = ("last.pt", "best.pt", "history.json", "training_curve.png")  # what a run writes in `out`
+
+
+def check_out(cfg: TrainConfig) -> Path:
+    """`cfg.out` as a Path, refused (OutputError) when it is a file, or when a file a run writes there is one
+    of the run's inputs (training or validation list, `init`). Resuming replaces the run's own last.pt and
+    best.pt: that is what it is for."""
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {printable(out)} is a file; name a folder for last.pt, best.pt and history.json")
+    inputs = {"--train-data": cfg.train_data, "--val-data": cfg.val_data, "--init": cfg.init}
+    for name in OUTPUT_FILES:
+        refuse_clobbering({"--out": out / name}, inputs)
+    return out
+
+
+def resume_from(path: str) -> tuple[XViT, Checkpoint]:
+    """The model and metadata of a checkpoint that training wrote, with its training state; a ValueError
+    naming what is missing otherwise."""
+    model, meta = load_checkpoint(path)
+    missing = [key for key in ("train_state", "optimizer", "train_config") if key not in meta.extra]
+    if missing:
+        raise ValueError(f"{printable(path)}: no training state to resume ({', '.join(missing)} missing): --resume "
+                         "takes the last.pt of a python -m xvit_edge.train run; to start a new run from these "
+                         f"weights use --init {printable(path)}")
+    return model, meta
+
+
+def training_samples(cfg: TrainConfig, labels: list[str] | None) -> tuple[list[tuple[str, int]], list[str]]:
+    """The training clips and labels; with `labels` (a resumed run's) the data's classes must be exactly those,
+    or clips would be trained under another class's label. A class without clips is refused either way: the
+    head would have an output that training never sees."""
+    from ..data.datasets import empty_classes, load_samples
+
+    samples, found = load_samples(cfg.train_data)
+    data = printable(cfg.train_data)
+    if labels is not None:
+        added, gone = sorted(set(found) - set(labels)), sorted(set(labels) - set(found))
+        if added or gone:
+            diff = "; ".join(part for part in (f"not in the checkpoint: {added}" if added else "",
+                                               f"missing from the data: {gone}" if gone else "") if part)
+            raise ValueError(f"{data}: its classes differ from those of the run being resumed ({printable(cfg.resume)})"
+                             f": {diff}. Resume with the data the run was trained on, or start a new run from the "
+                             "checkpoint with --init")
+        samples = [(path, labels.index(found[y])) for path, y in samples]  # the checkpoint's label order
+        found = list(labels)
+    empty = empty_classes(samples, found)
+    if empty:
+        raise ValueError(f"{data}: no training clips for class{'es' if len(empty) > 1 else ''} {empty}: add clips "
+                         "to it or remove it (the model would get an output for a class it is never shown)")
+    return samples, found
+
+
 @dataclass
 class TrainResult:
     model: XViT  # this rank's model at the end (every rank holds the same weights under DDP)
@@ -187,16 +241,30 @@ def train(cfg: TrainConfig) -> TrainResult:
     info = distributed.setup(cfg.device)
     try:
         seed_everything(cfg.seed + info.rank)
-        out = Path(cfg.out)
+        out = check_out(cfg)
+        state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "best_top1": -math.inf}
+        if cfg.resume:
+            model, meta = resume_from(cfg.resume)
+            pre, state = meta.preprocessing, meta.extra["train_state"]
+            train_samples, labels = training_samples(cfg, meta.labels)
+        else:
+            train_samples, labels = training_samples(cfg, None)
+            model, pre = build_model(cfg, len(labels))
+        # best.pt is the best by validation top-1, or without validation data by training loss; a resumed run
+        # that changes which must not compare one with the other.
+        best_by = "val_top1" if cfg.val_data else "train_loss"
+        if state["history"]:
+            was = state.get("best_by", "val_top1" if "val_top1" in state["history"][-1] else "train_loss")
+            if was != best_by:
+                log.warning("best.pt so far was chosen by %s; this run has %s, so best.pt is chosen afresh by %s",
+                            was, "validation data" if cfg.val_data else "no validation data", best_by)
+                state["best_top1"] = -math.inf
+            if state["epoch"] >= cfg.epochs:
+                log.warning("%s has already trained %d epochs; raise --epochs to train more",
+                            printable(cfg.resume), state["epoch"])
+        state["best_by"] = best_by
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
-        train_samples, labels = load_samples(cfg.train_data)
-        model, pre = build_model(cfg, len(labels))
-        state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "best_top1": -1.0}
-        if cfg.resume:
-            model, meta = load_checkpoint(cfg.resume)
-            labels, pre = meta.labels, meta.preprocessing
-            state = meta.extra["train_state"]
         frames = model.config.num_frames
         pairs = resolve_pairs(cfg.reverse_pairs, cfg.train_data, labels)
         partner = partner_table(pairs, labels)
@@ -278,6 +346,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             top1 = record.get("val_top1", -record["train_loss"])
             is_best = top1 > state["best_top1"]
             state["best_top1"] = max(top1, state["best_top1"])
+            if is_best:
+                state["best_epoch"] = epoch
             if info.is_main:
                 log.info("epoch %d%s: %s", epoch, " (focus)" if epoch == 0 else "",
                          ", ".join(f"{k}={v:.4g}" for k, v in record.items()))
@@ -285,7 +355,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 save_checkpoint(out / "last.pt", model, labels, pre, **extra)
                 if is_best:
                     save_checkpoint(out / "best.pt", model, labels, pre, **extra)
-                (out / "history.json").write_text(json.dumps(state["history"], indent=2))
+                write_text_atomic(out / "history.json", json.dumps(state["history"], indent=2))
                 plot_history(state["history"], out / "training_curve.png")
 
         if focus_set is not None and not state["history"]:  # a resumed run has finished its focus phase
@@ -308,7 +378,8 @@ def train(cfg: TrainConfig) -> TrainResult:
 
 
 def plot_history(history: list[dict[str, float]], path: Path) -> None:
-    """Training loss and validation top-1 per epoch, as a PNG (skipped when matplotlib is missing)."""
+    """Training loss and validation top-1 per epoch, as a PNG (skipped when matplotlib is missing). A resumed
+    run may have validated some epochs and not others: each curve has the epochs that have its value."""
     try:
         import matplotlib
 
@@ -317,21 +388,28 @@ def plot_history(history: list[dict[str, float]], path: Path) -> None:
     except ImportError:
         log.warning("matplotlib is not installed (pip install 'xvit-edge[plot]'); no training curve written")
         return
-    epochs = [h["epoch"] for h in history]
+
+    def curve(key: str, scale: float = 1.0) -> tuple[list[int], list[float]]:
+        points = [(h["epoch"], scale * h[key]) for h in history if key in h]
+        return [e for e, _ in points], [v for _, v in points]
+
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train loss")
-    if "val_loss" in history[0]:
-        ax.plot(epochs, [h["val_loss"] for h in history], "s-", label="val loss")
+    ax.plot(*curve("train_loss"), "o-", label="train loss")
+    if any("val_loss" in h for h in history):
+        ax.plot(*curve("val_loss"), "s-", label="val loss")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    if "val_top1" in history[0]:
+    if any("val_top1" in h for h in history):
         ax2 = ax.twinx()
-        ax2.plot(epochs, [100 * h["val_top1"] for h in history], "g^-", label="val top-1 (%)")
+        ax2.plot(*curve("val_top1", 100), "g^-", label="val top-1 (%)")
         ax2.set_ylabel("val top-1 (%)")
         ax2.set_ylim(0, 100)
         ax2.legend(loc="center right")
     ax.legend(loc="upper right")
     ax.set_title("training curve")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        with AtomicOutput(path) as png:
+            fig.savefig(png.tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)

@@ -38,12 +38,17 @@ def parse_pairs(spec: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def meta_files(data: str | Path) -> tuple[Path, Path]:
+    """Where a `meta.json` for the clips at `data` is looked for: their folder, then the folder above."""
+    p = Path(data)
+    folder = p if p.is_dir() else p.parent
+    return folder / "meta.json", folder.parent / "meta.json"
+
+
 def meta_pairs(train_data: str | Path) -> list[tuple[str, str]]:
     """The pairs listed in the `meta.json` beside the training data (in its folder or the folder above, as
     `python -m xvit_edge.data.synthetic` writes `OUT/meta.json` next to `OUT/train`); none when absent."""
-    p = Path(train_data)
-    folder = p if p.is_dir() else p.parent
-    for meta in (folder / "meta.json", folder.parent / "meta.json"):
+    for meta in meta_files(train_data):
         if meta.is_file():
             try:
                 return [(str(a), str(b)) for a, b in json.loads(meta.read_text()).get("pairs", [])]
