@@ -131,17 +131,28 @@ def test_int8_export_verifies_against_the_converted_model(quantized, tmp_path, t
         assert sidecar["onnxruntime"]["disabled_optimizers"] == ["QDQS8ToU8Transformer"]
 
 
-def test_coreml_folds_a_quantized_scalar_wrongly_and_our_conversion_does_not(quantized, tmp_path):
+def test_coreml_folds_a_quantized_scalar_wrongly_and_our_conversion_does_not(model, tmp_path):
     """coremltools folds a dequantized constant scalar in int8 arithmetic (127 - (-128) wraps to -1): the
-    attention's query scale goes wrong in every block without an error. The evaluator shows it (far below
-    the int8 bar against the converted model), and the conversion inside `fixed_scalar_dequantize` passes."""
+    attention's query scale (0.25) becomes -0.00098 in every block without an error, and attention goes
+    uniform. That only shows in the logits when attention is sharp, as a trained model's is (the shipped
+    checkpoint's plain conversion measured -0.4 dB): the query/key weights are scaled up here to make it so.
+    The evaluator catches the plain conversion far below the int8 bar against the converted model, and the
+    conversion inside `fixed_scalar_dequantize` passes."""
     import coremltools as ct
     import numpy as np
 
     from xvit_edge.export.coreml_qdq import fixed_scalar_dequantize
     from xvit_edge.export.mil import MILProgram
+    from xvit_edge.quantize import quantize_ptq
 
-    _, q = quantized
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        m.head.fc2.weight.normal_(0, 1.0)
+        for name, p in m.named_parameters():
+            if name.endswith("attn.qkv.weight"):
+                p.mul_(16)
+    g = torch.Generator().manual_seed(5)
+    q = quantize_ptq(m, [torch.randn(4, 4, 3, 32, 32, generator=g) for _ in range(2)], max_batches=2)
     inputs = [x.contiguous() for x in sample_inputs(q.config, 4, seed=3)]
 
     def convert(path):
@@ -154,6 +165,8 @@ def test_coreml_folds_a_quantized_scalar_wrongly_and_our_conversion_does_not(qua
             return compare([q.converted(x) for x in inputs],
                            [torch.from_numpy(np.asarray(mil.predict({"video": x.numpy()})["logits"])) for x in inputs])
 
+    plain = convert(tmp_path / "plain.mlpackage")
+    assert plain["sqnr_db"] < 10, plain  # the bar is 30 dB
     with fixed_scalar_dequantize():
         fixed = convert(tmp_path / "fixed.mlpackage")
     assert fixed["sqnr_db"] >= 30 and fixed["top1_agreement"] >= 0.99, fixed
