@@ -107,7 +107,7 @@ def _coreml(model: XViT, labels: list[str], pre: Preprocessing, tmp: Path, faile
         if precision == "fp16":
             coreml.update(size_mb=_size_mb(art.path), op_counts=art.report["coreml"]["op_counts"],
                           weight_dtypes=art.report["coreml"]["weight_dtypes"],
-                          numeric_parity=art.report["coreml"]["numeric_parity"])
+                          apple_runtime=art.report["coreml"]["apple_runtime"])
     return coreml
 
 

@@ -63,9 +63,9 @@ def deployment_lines(d: dict) -> list[str]:
                        f"{100 * v['top1_agreement']:.0f}%" for p, v in c.get("parity", {}).items())
     return lines + ["", f"Core ML fp16 `.mlpackage`: {c['size_mb']:.2f} MB, weights {c['weight_dtypes']}, ops "
                     + ", ".join(f"{k} {v}" for k, v in top)
-                    + (f". Parity against eager (the saved ML Program evaluated in numpy; int8 is weight-only): "
+                    + (f". Parity against eager (the saved ML Program evaluated in numpy; int8 is weight-only here, from the float preset): "
                        f"{parity}" if parity else "")
-                    + f"; latency {c['numeric_parity'].replace('not run: ', 'not measured: ')}."]
+                    + f"; latency {c['apple_runtime'].replace('not run: ', 'not measured: ')}."]
 
 
 def resumed(model: dict) -> str:

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: fp16 for coreml (its compute precision), fp32 for executorch and onnx; "
                    "fp16 applies to coreml only; int8 needs a quantized checkpoint (python -m xvit_edge.quantize) "
                    "for executorch and onnx; for coreml it is int8 weights and activations (W8A8) from a quantized "
-                   "checkpoint in clip mode, and weight-only int8 otherwise (a float checkpoint, or stream mode)")
+                   "checkpoint (clip or stream), and weight-only int8 from a float checkpoint")
     p.add_argument("--mode", choices=MODES, default="clip",
                    help="clip: the whole-clip classifier (T frames in, logits out); stream: the incremental step of a "
                    "causal model (one frame and the state in, logits and the new state out; Core ML keeps the state "

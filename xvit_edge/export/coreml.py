@@ -125,8 +125,9 @@ def weight_quantization_config():
 
 class CoreMLTarget(Target):
     """An ML Program .mlpackage (iOS 17+; iOS 18+ for the stateful streaming step). The clip model is a
-    classifier (class labels); the step outputs logits and keeps its state in Core ML states. int8 is
-    weight-only, quantized here from the float weights (for a quantized checkpoint, its fine-tuned ones)."""
+    classifier (class labels); the step outputs logits and keeps its state in Core ML states. int8 from a
+    quantized checkpoint is its converted graph or step (W8A8); from a float checkpoint, weight-only int8
+    quantized here."""
 
     name, title, extension = "coreml", "Core ML", ".mlpackage"
     packages = ("coremltools",)
@@ -135,9 +136,9 @@ class CoreMLTarget(Target):
     keeps_state = True
 
     def int8_from_checkpoint(self, has_checkpoint: bool, mode: str) -> bool:
-        """W8A8 from a quantized checkpoint's converted clip graph; weight-only int8 otherwise (a float
-        checkpoint, or the stateful step, whose int8 graph has its state in and out rather than in states)."""
-        return has_checkpoint and mode == "clip"
+        """W8A8 from a quantized checkpoint's converted graph (clip) or converted step (stream, wrapped so
+        that its state lives in Core ML states); weight-only int8 from a float checkpoint."""
+        return has_checkpoint
 
     def quantization(self, quantized: QuantizedCheckpoint | None, mode: str) -> dict[str, Any]:
         if self.int8_from_checkpoint(quantized is not None, mode):
@@ -183,7 +184,7 @@ class CoreMLTarget(Target):
         return _stream_call(program) if program.state_names else _clip_call(program)
 
     def not_run(self, report: dict[str, Any]) -> dict[str, Any]:
-        return {"numeric": report["coreml"]["numeric_parity"]}
+        return {"numeric": report["coreml"]["apple_runtime"]}
 
     def state_record(self) -> dict[str, Any]:
         """The model keeps its state: a runtime neither feeds nor reads it."""

@@ -9,11 +9,11 @@
   alike (random-weight `xvit_edge_tiny`, depth 12: ExecuTorch and ONNX 24 dB from the converted model, which
   is itself 24 dB from fp32), so the refusal says how far the artifact is from fp32 and `--int8-min-sqnr`
   lowers the bar knowingly. The bar used is in the sidecar.
-- Core ML gets weight-only int8 (per-channel symmetric, `linear_quantize_weights`, linear and conv weights
-  only) of the float weights, which for a quantized checkpoint are the QAT fine-tuned ones; activations stay
-  fp16. Its saved program is evaluated in numpy against the eager model (`mil`, `coreml.CoreMLTarget`).
-  Converting the PT2E QDQ graph with coremltools was seen to fold a quantized constant wrongly without any
-  error, so int8 activations on Core ML wait for a conversion that the evaluator shows correct.
+- Core ML converts the same converted graph or step (W8A8: int8 weights, quantize/dequantize pairs, fp16
+  compute; the step's state in fp16 Core ML states) inside `coreml_qdq.fixed_scalar_dequantize`, because
+  coremltools folds a quantized constant scalar wrongly without any error; its saved program, evaluated in
+  numpy (`mil`), is held to the same bar against the converted model. From a float checkpoint Core ML
+  gets weight-only int8 (per-channel symmetric, `linear_quantize_weights`, linear and conv weights only).
 """
 
 from __future__ import annotations

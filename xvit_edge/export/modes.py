@@ -81,8 +81,10 @@ class StreamMode:
 
     def program(self, module: torch.nn.Module, model: XViT, keeps_state: bool) -> Program:
         example = stream.example_inputs(model.config)
-        if keeps_state:  # the float step with its state in buffers; the state stays inside the artifact
-            return Program(stream.StatefulStep(model).eval(), example[:1], ("frame",), ("logits",),
+        if keeps_state:  # the step (float or int8) with its state in buffers; it stays inside the artifact
+            # No .eval() on the wrapper: a converted PT2E step refuses train()/eval(), and the float step
+            # is already in eval mode.
+            return Program(stream.StatefulStep(model, module), example[:1], ("frame",), ("logits",),
                            stream.STATE_NAMES)
         return Program(module, example, stream.INPUT_NAMES, stream.OUTPUT_NAMES)
 

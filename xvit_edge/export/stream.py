@@ -32,11 +32,14 @@ Call = Callable[[Sequence[torch.Tensor]], Sequence[torch.Tensor]]
 class StatefulStep(torch.nn.Module):
     """`forward(frame) -> logits`: the streaming step with its state in buffers named as `STATE_NAMES`,
     overwritten whole after every frame. coremltools turns such mutable buffers into Core ML states; a fresh
-    module (like a fresh Core ML state) starts from zeros."""
+    module (like a fresh Core ML state) starts from zeros.
 
-    def __init__(self, model: XViT) -> None:
+    `step` is `model`'s float step by default, or another module with the step's signature (a quantized
+    checkpoint's converted int8 step)."""
+
+    def __init__(self, model: XViT, step: torch.nn.Module | None = None) -> None:
         super().__init__()
-        self.step = StreamingStep(model)
+        self.step = StreamingStep(model).eval() if step is None else step
         for name, tensor in zip(STATE_NAMES, StreamState.zeros(model.config).as_tuple()):
             self.register_buffer(name, tensor)
 
