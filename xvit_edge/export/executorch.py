@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .errors import ExportError
+from .layer_norm import decompose_layer_norm
 from .target import Target
 
 if TYPE_CHECKING:
@@ -24,12 +25,13 @@ QUANT_OPS = ("quantized_decomposed_",)
 
 
 def export_pte(model: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path) -> dict:
-    """Write `path` (.pte) for `model(*example)`; returns the delegation summary per op type."""
+    """Write `path` (.pte) for `model(*example)`, its LayerNorms written as XNNPACK ops (`layer_norm`) so that
+    they stay inside the delegate; returns the delegation summary per op type."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.devtools.backend_debug import get_delegation_info
     from executorch.exir import to_edge_transform_and_lower
 
-    program = torch.export.export(model, example)
+    program = decompose_layer_norm(torch.export.export(model, example))
     edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
     info = get_delegation_info(edge.exported_program().graph_module)
     table = info.get_operator_delegation_dataframe()
@@ -131,4 +133,5 @@ class ExecuTorchTarget(Target):
         return load_pte(path)
 
     def summary(self, report: dict[str, Any], precision: str) -> str:
-        return f"; {report['delegation']['delegated_subgraphs']} XNNPACK subgraphs, every linear/conv/matmul delegated"
+        return (f"; {report['delegation']['delegated_subgraphs']} XNNPACK subgraphs, every linear/conv/matmul and "
+                "LayerNorm delegated")
