@@ -17,12 +17,15 @@ import pytest
 from apps import annotate, webcam
 from clips import write_clip, write_indexed_clip
 from xvit_edge import create_model
+from xvit_edge.bench.__main__ import main as bench_main
 from xvit_edge.data.datasets import folder_samples
 from xvit_edge.data.synthetic import main as synthetic_main
 from xvit_edge.data.synthetic import write_dataset
 from xvit_edge.evaluate import main as evaluate_main
+from xvit_edge.export.__main__ import main as export_main
 from xvit_edge.files import AtomicOutput, printable
 from xvit_edge.model.weights import load_checkpoint, save_checkpoint
+from xvit_edge.quantize.__main__ import main as quantize_main
 from xvit_edge.train.__main__ import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -289,6 +292,8 @@ def test_an_empty_class_folder_is_refused_by_name(synth, tmp_path, capsys):
 
 # ---------------------------------------------------------------------------------- numbers out of range
 
+QUANTIZE_ARGS = ["--checkpoint", "m.pt", "--data", "d", "--mode", "ptq", "--out", "q.pt"]
+
 @pytest.mark.parametrize("main,argv,says", [
     (train_main, ["--batch-size", "0"], "argument --batch-size: must be a whole number >= 1, got '0'"),
     (train_main, ["--batch-size", "-4"], "argument --batch-size: must be a whole number >= 1, got '-4'"),
@@ -310,6 +315,13 @@ def test_an_empty_class_folder_is_refused_by_name(synth, tmp_path, capsys):
     (webcam.main, ["--alpha", "0"], "argument --alpha: must be a number in (0, 1], got '0'"),
     (annotate.main, ["--input", "a.mp4", "--output", "b.mp4", "--threads", "0"], "argument --threads: must be a"),
     (annotate.main, ["--input", "a.mp4", "--output", "b.mp4", "--retry-delay", "-1"], "argument --retry-delay"),
+    (export_main, ["--samples", "0"], "argument --samples: must be a whole number >= 1, got '0'"),
+    # NaN would switch the int8 check off (every comparison with it is false) and go into the sidecar.
+    (export_main, ["--int8-min-sqnr", "nan"], "argument --int8-min-sqnr: must be a finite number, got 'nan'"),
+    (quantize_main, [*QUANTIZE_ARGS, "--batch-size", "0"], "argument --batch-size: must be a whole number >= 1"),
+    (quantize_main, [*QUANTIZE_ARGS, "--calib-batches", "0"], "argument --calib-batches: must be a whole number"),
+    (quantize_main, [*QUANTIZE_ARGS, "--lr", "inf"], "argument --lr: must be a finite number, got 'inf'"),
+    (bench_main, ["--threads", "0"], "argument --threads: must be a whole number >= 1, got '0'"),
 ])
 def test_numbers_out_of_range_are_refused_when_parsed(main, argv, says, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing may be written; if anything were, it would be here

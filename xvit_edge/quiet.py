@@ -21,7 +21,20 @@ from contextlib import contextmanager
 from typing import TextIO
 
 # Loggers of the toolchains that warn on every conversion.
-NOISY_LOGGERS = ("coremltools", "torch.onnx", "torch._export", "torch.export", "torchao", "executorch")
+NOISY_LOGGERS = ("coremltools", "torch.onnx", "torch._export", "torch.export", "torchao", "executorch",
+                 "torch.utils._pytree")
+
+
+@contextmanager
+def quiet_toolchains(verbose: bool = False) -> Iterator[None]:
+    """The toolchains' Python warnings and log lines (`NOISY_LOGGERS`) off, unless `verbose`; unlike
+    `captured_output` the terminal stays ours, for commands whose own progress bars run throughout."""
+    if verbose:
+        yield
+        return
+    with warnings.catch_warnings(), _quiet_loggers():
+        warnings.simplefilter("ignore")
+        yield
 
 
 @contextmanager

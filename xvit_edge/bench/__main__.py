@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from ..cli_types import positive_int
 from ..assets import default_checkpoint
 from ..config import PRESETS
 from . import complexity, deployment, peak, streaming
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "end, a 2,000-frame soak")
     p.add_argument("--preset", default="xvit_edge_tiny", choices=sorted(PRESETS), help="model to benchmark")
     p.add_argument("--out", default="bench", help="folder for results.json, results.md and the plots")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to measure")
+    p.add_argument("--threads", type=positive_int, nargs="+", default=[1, 2], help="torch thread counts to measure")
     p.add_argument("--update-readme", metavar="README", help="replace the results block of this README")
     p.add_argument("--report-only", action="store_true",
                    help="measure nothing: re-read results.json (and the accuracy files) in --out and rewrite "

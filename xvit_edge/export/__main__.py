@@ -9,6 +9,7 @@ import sys
 
 from tqdm import tqdm
 
+from ..cli_types import finite_float, positive_int
 from ..assets import default_checkpoint
 from ..model.weights import CheckpointError, load_checkpoint
 from ..quantize.checkpoint import is_quantized, load_quantized
@@ -39,10 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "causal model (one frame and the state in, logits and the new state out; Core ML keeps the state "
                    "inside the model as iOS 18 states: frame in, logits out), for the streaming runtime")
     p.add_argument("--out", default="exported", help="output folder for the artifacts and their sidecar JSON files")
-    p.add_argument("--samples", type=int, default=4,
+    p.add_argument("--samples", type=positive_int, default=4,
                    help="seeded synthetic sample clips (moving shapes, normalised as the checkpoint says; stream mode: streams "
                    "of frames+3 frames) used to verify each artifact")
-    p.add_argument("--int8-min-sqnr", type=float, default=INT8_MIN_SQNR_DB, metavar="DB",
+    p.add_argument("--int8-min-sqnr", type=finite_float, default=INT8_MIN_SQNR_DB, metavar="DB",
                    help="int8 verification: the lowest SQNR (dB) of the artifact against the converted int8 model that "
                    "is accepted (top-1 agreement must stay >= 99%%). Trained models pass the default; a deep model "
                    "that quantizes poorly can round differently in each int8 runtime, and the refusal says how far it "

@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..cli_types import nonnegative_int, positive_float, positive_int
+from ..quiet import quiet_toolchains
 from .pipeline import QuantizeOptions, quantize_checkpoint
 from .scheme import MODES
 
@@ -28,17 +30,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", required=True, choices=MODES,
                    help="qat: fine-tune with fake quantization; ptq: calibrate only (the baseline)")
     p.add_argument("--out", required=True, help="where to write the quantized checkpoint (.pt)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="qat: fine-tuning epochs over the train split")
-    p.add_argument("--lr", type=float, default=d.lr, help="qat: peak AdamW learning rate (cosine decay to lr/100)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="clips per batch")
-    p.add_argument("--calib-batches", type=int, default=d.calib_batches,
+    p.add_argument("--epochs", type=positive_int, default=d.epochs, help="qat: fine-tuning epochs over the train split")
+    p.add_argument("--lr", type=positive_float, default=d.lr, help="qat: peak AdamW learning rate (cosine decay to lr/100)")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="clips per batch")
+    p.add_argument("--calib-batches", type=positive_int, default=d.calib_batches,
                    help="ptq: training batches (centre views, shuffled) used to calibrate the observers; both modes: "
                    "the batches streamed frame by frame to calibrate a causal model's streaming step (--mode stream export)")
-    p.add_argument("--max-steps", type=int, help="qat: stop after this many steps (smoke tests)")
-    p.add_argument("--eval-batches", type=int, help="evaluate on at most this many held-out batches (default: all)")
-    p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes")
+    p.add_argument("--max-steps", type=positive_int, help="qat: stop after this many steps (smoke tests)")
+    p.add_argument("--eval-batches", type=positive_int, help="evaluate on at most this many held-out batches (default: all)")
+    p.add_argument("--workers", type=nonnegative_int, default=d.workers, help="data-loading processes")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (shuffling, augmentation)")
-    p.add_argument("--log-level", default="INFO", help="logging level")
+    p.add_argument("--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level")
+    p.add_argument("--verbose", action="store_true",
+                   help="also show the toolchains' own warnings and log lines (torchao, torch.export), hidden by default")
     return p
 
 
@@ -60,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"cannot write to {out.parent}: {e.strerror or e}") from e
         if out.is_dir() or not os.access(out.parent, os.W_OK):
             raise ValueError(f"cannot write {out}: " + ("it is a folder" if out.is_dir() else "permission denied"))
-        q = quantize_checkpoint(args.checkpoint, args.data, args.mode, out, options)
+        with quiet_toolchains(args.verbose):
+            q = quantize_checkpoint(args.checkpoint, args.data, args.mode, out, options)
     except (FileNotFoundError, ValueError) as e:  # bad paths, data, checkpoints (CheckpointError, VideoError)
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -24,17 +24,22 @@ def calibrate(prepared: Callable[[torch.Tensor], Any], batches: Iterable[torch.T
     a module running one, with `guard` watching that graph); returns how many were used (appended to `keep`
     when given). Bad batches (see `ObserverGuard`) are skipped and do not count; None stands for a batch of
     unreadable files. Raises ValueError when no batch was usable. `what` names the pass in messages."""
+    from tqdm import tqdm
+
     guard = guard or ObserverGuard(prepared)
     used = 0
-    for i, clips in enumerate(batches):
-        if used >= max_batches:
-            break
-        if clips is None:
-            continue
-        if guard.run(clips, prepared, where=f"{what} batch {i}") is not None:
-            used += 1
-            if keep is not None:
-                keep.append(clips)
+    # A calibration batch of a small model takes seconds; the bar shows on a terminal only (disable=None).
+    with tqdm(total=max_batches, desc=what, unit="batch", leave=False, disable=None) as bar:
+        for i, clips in enumerate(batches):
+            if used >= max_batches:
+                break
+            if clips is None:
+                continue
+            if guard.run(clips, prepared, where=f"{what} batch {i}") is not None:
+                used += 1
+                bar.update()
+                if keep is not None:
+                    keep.append(clips)
     if not used:
         raise ValueError(f"no usable calibration batch ({len(guard.skipped)} skipped); the ranges would be empty")
     log.info("%s: %d batches used (%d skipped)", what, used, len(guard.skipped))
