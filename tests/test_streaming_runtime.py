@@ -140,6 +140,27 @@ def test_int8_stream_artifact_runs_incrementally_through_the_recognizer(int8_str
     assert sqnr_db(fp32, out.logits) > 15
 
 
+def test_a_quantized_checkpoint_runs_its_int8_graph_not_its_float_weights(int8_stream, causal_test_model, real_frames):
+    """A quantized checkpoint holds float weights too; the apps run what it was quantized to: the converted
+    int8 step incrementally, the converted int8 model in clip mode."""
+    from xvit_edge.quantize.stream import StreamedClips
+
+    cfg = causal_test_model.config
+    t = cfg.num_frames
+    frames = preprocess_frames(real_frames[:t], int8_stream["preprocessing"])
+    q = int8_stream["quantized"]
+    with torch.no_grad():
+        want_step = StreamedClips(q.converted_step, cfg)(frames[None])[0]
+        want_clip = q.converted(frames[None])[0]
+        fp32 = causal_test_model(frames[None])[0]
+    for mode, want in (("incremental", want_step), ("clip", want_clip)):
+        rec = Recognizer.load(int8_stream["checkpoint"], mode)
+        assert rec.model.precision == "int8" and rec.mode == mode
+        out = [rec.push(f) for f in real_frames[:t]][-1]
+        torch.testing.assert_close(out.logits, want, rtol=0, atol=1e-5)
+        assert not torch.allclose(out.logits, fp32, atol=1e-3)  # not the float weights
+
+
 def test_recognizer_feeds_a_step_the_state_its_sidecar_describes(causal_test_model):
     """An artifact exported by another xvit_edge version carries its own state layout (older ones kept whole
     keys and values): the runtime sizes the state from the artifact's sidecar, not from today's config."""

@@ -60,6 +60,7 @@ class LoadedModel:
     # The step's state tensors (keys, values, frame_tokens) and their shapes, for a model with a stream runner;
     # an artifact's come from its sidecar, so one exported by another xvit_edge version runs on its own layout.
     state_shapes: dict[str, list[int]] = field(default_factory=dict)
+    precision: str = "fp32"  # int8: a quantized checkpoint's converted graph, or an int8 artifact
 
 
 def _eager(fn: Callable[..., object]) -> Run:
@@ -72,16 +73,32 @@ def _eager(fn: Callable[..., object]) -> Run:
 
 
 def _load_checkpoint(path: Path) -> LoadedModel:
+    """A checkpoint run with PyTorch; a quantized one (python -m xvit_edge.quantize) runs its int8 graph and
+    int8 step, not the float weights it also holds."""
     from ..model.weights import CheckpointError, load_checkpoint
+    from ..quantize.checkpoint import is_quantized
 
     try:
         model, meta = load_checkpoint(path)
+        if is_quantized(meta.extra):
+            # A checkpoint quantized before steps were calibrated has none: it runs in clip mode only.
+            return _load_quantized(path, streamable(model.config) and "stream" in meta.extra["quantization"])
     except CheckpointError as e:
         raise ModelLoadError(str(e)) from e
     runners, shapes = {"clip": _eager(model)}, {}
     if streamable(model.config):
         runners["stream"], shapes = _eager(StreamingStep(model).eval()), StreamState.shapes(model.config)
     return LoadedModel(path, "torch", model.config, meta.labels, meta.preprocessing, runners, shapes)
+
+
+def _load_quantized(path: Path, stream: bool) -> LoadedModel:
+    from ..quantize.checkpoint import load_quantized
+
+    q = load_quantized(path, stream=stream)
+    runners, shapes = {"clip": _eager(q.converted)}, {}
+    if q.converted_step is not None:
+        runners["stream"], shapes = _eager(q.converted_step), StreamState.shapes(q.config)
+    return LoadedModel(path, "torch", q.config, q.labels, q.preprocessing, runners, shapes, precision="int8")
 
 
 def sidecar_path(artifact: Path) -> Path:
@@ -127,7 +144,7 @@ def _load_artifact(path: Path, threads: int | None) -> LoadedModel:
         raise ModelLoadError(f"{path}: the {kind} runtime cannot load it ({first_line})") from e
     mode = meta.get("mode", "clip")
     return LoadedModel(path, kind, meta["config"], meta["labels"], meta["preprocessing"], {mode: run},
-                       meta.get("state_shapes") or {})
+                       meta.get("state_shapes") or {}, meta.get("precision", "fp32"))
 
 
 def load_model(path: str | os.PathLike, threads: int | None = None) -> LoadedModel:
@@ -150,5 +167,5 @@ def load_model(path: str | os.PathLike, threads: int | None = None) -> LoadedMod
     if threads is not None and KINDS[path.suffix] == "torch":
         torch.set_num_threads(threads)
     loaded = _load_checkpoint(path) if KINDS[path.suffix] == "torch" else _load_artifact(path, threads)
-    log.info("loaded %s (%s; modes %s)", path, loaded.kind, ", ".join(loaded.runners))
+    log.info("loaded %s (%s %s; modes %s)", path, loaded.kind, loaded.precision, ", ".join(loaded.runners))
     return loaded
