@@ -477,6 +477,22 @@ def test_cli_exports_the_shipped_checkpoint_by_default(tmp_path, capsys):
     assert sidecar["verification"]["coreml"]["labels"] == meta.labels
 
 
+def test_cli_int8_uses_the_shipped_int8_checkpoint_by_default(tmp_path, capsys):
+    """int8 works out of the box: the package ships the PTQ form of its checkpoint, clip model and step."""
+    from xvit_edge.assets import DEFAULT_INT8_CHECKPOINT
+    from xvit_edge.quantize import load_quantized
+
+    assert main(["--target", "onnx", "--precision", "int8", "--mode", "stream", "--samples", "2",
+                 "--out", str(tmp_path)]) == 0
+    assert "vs the converted int8 step (PyTorch)" in capsys.readouterr().out
+    sidecar = read_sidecar(tmp_path / "xvit_edge_nano_int8_stream.onnx.json")
+    quant = sidecar["quantization"]
+    assert quant["mode"] == "ptq" and quant["weights_from"] == "ptq checkpoint" and sidecar["precision"] == "int8"
+    # The shipped checkpoint's own held-out record: int8 within half a point of fp32.
+    val = load_quantized(DEFAULT_INT8_CHECKPOINT).scheme["metrics"]["val"]
+    assert val["clips"] == 600 and val["fp32_top1"] - val["int8_top1"] <= 0.005 and val["top1_agreement"] >= 0.99
+
+
 def test_cli_without_the_shipped_checkpoint_says_what_to_do(tmp_path, monkeypatch, capsys):
     import xvit_edge.assets as assets
 

@@ -94,11 +94,21 @@ def stream_runs(call: Call, config: XViTConfig, samples: int, preprocessing=None
 
 def compare_runs(expected: Run, got: Run, config: XViTConfig) -> dict:
     """Two runs over the same streams: logits after every frame and the final state compared; `max_abs_diff`
-    is the larger of the two, so lost or corrupted state cannot hide behind small logits."""
+    is the larger of the two, so lost or corrupted state cannot hide behind small logits.
+
+    SQNR and differences cover every frame. Top-1 agreement covers the frames the runtime answers on, those
+    with a full window (the streaming runtime shows no prediction before T frames): during the warm-up the
+    logits of a partial window can be near ties (a 0.03 margin on the shipped int8 step), where int8 kernels
+    and PyTorch's reference ones pick different classes without either being wrong."""
     state_diff = max(float((a - b).abs().max()) for (_, want), (_, have) in zip(expected, got)
                      for a, b in zip(want, have))
     result = compare([x for logits, _ in expected for x in logits], [x for logits, _ in got for x in logits])
-    return {**result, "logits_max_abs_diff": result["max_abs_diff"], "state_max_abs_diff": state_diff,
+    answered = slice(config.num_frames - 1, None)
+    agreement = compare([x for logits, _ in expected for x in logits[answered]],
+                        [x for logits, _ in got for x in logits[answered]])["top1_agreement"]
+    return {**result, "top1_agreement": agreement, "top1_over": f"frames {config.num_frames} to "
+            f"{config.num_frames + EXTRA_FRAMES} of each stream (a full window)",
+            "logits_max_abs_diff": result["max_abs_diff"], "state_max_abs_diff": state_diff,
             "max_abs_diff": max(result["max_abs_diff"], state_diff), "streams": len(expected),
             "frames_per_stream": config.num_frames + EXTRA_FRAMES}
 
