@@ -28,8 +28,18 @@ def test_bench_quick_writes_results_table_and_plot(tmp_path):
     assert "deployment" not in results
     d = results["deployment_default"]
     assert d["checkpoint"] == "xvit_edge_nano_synthetic.pt" and not d["failed"]
-    assert {(r["form"], r["threads"]) for r in d["rows"]} == {
-        ("eager fp32", 1), ("executorch fp32", 1), ("onnx fp32", 1), ("executorch int8", 1), ("onnx int8", 1)}
+    assert d["int8_checkpoint"] == "xvit_edge_nano_synthetic_int8.pt"
+    forms = ("eager fp32", "executorch fp32", "onnx fp32", "executorch int8", "onnx int8")
+    assert {(r["form"], r["mode"], r["threads"]) for r in d["rows"]} == {
+        (f, m, 1) for f in forms for m in ("clip", "stream")}
+    # int8 against fp32 per runtime and mode, from the rows of the same run; XNNPACK partitions per .pte
+    assert {(s["runtime"], s["mode"]) for s in d["speedups"]} == {
+        (r, m) for r in ("executorch", "onnx") for m in ("clip", "stream")}
+    for s in d["speedups"]:
+        rows = {r["form"]: r for r in d["rows"] if r["mode"] == s["mode"] and r["form"].startswith(s["runtime"])}
+        assert s["int8_speedup"] == rows[f"{s['runtime']} fp32"]["median_ms"] / rows[f"{s['runtime']} int8"]["median_ms"]
+    assert all((r["partitions"] or 0) >= 1 if r["runtime"] == "executorch" else r["partitions"] is None
+               for r in d["rows"])
     int8 = [r for r in d["rows"] if "int8" in r["form"]]
     assert all(r["parity_sqnr_db"] >= 30 and r["parity_max_abs_diff"] is None for r in int8)
     fp32 = [r for r in d["rows"] if r["form"] in ("executorch fp32", "onnx fp32")]
@@ -40,6 +50,7 @@ def test_bench_quick_writes_results_table_and_plot(tmp_path):
     c = d["coreml"]["parity"]
     assert set(c) == {"fp32", "fp16", "int8"} and c["fp32"]["max_abs_diff"] <= 1e-4
     assert c["fp16"]["sqnr_db"] >= 45 and c["int8"]["sqnr_db"] >= 30 and c["int8"]["top1_agreement"] >= 0.99
+    assert d["coreml"]["int8_scheme"] == "W8A8"  # from the shipped int8 checkpoint
     assert (tmp_path / "complexity.png").stat().st_size > 1000
     s = results["streaming"]
     assert [(r["runtime"], r["mode"]) for r in s["per_frame"][0]["rows"]] == [("eager", "clip"), ("eager", "incremental")]

@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     lap("deployment")
     try:
         results["deployment_default"] = deployment.run(args.preset, args.threads, repeats, warmup,
-                                                       checkpoint=default_checkpoint())
+                                                       checkpoint=default_checkpoint(),
+                                                       int8_checkpoint_path=default_checkpoint(int8=True))
     except FileNotFoundError as e:
         log.warning("deployment of the default checkpoint skipped: %s", e)
     lap("deployment_default")

@@ -1,4 +1,5 @@
-"""Section 2: latency (median, p90) and size of each deployable form, with 1 and 2 threads.
+"""Section 2: latency (median, p90) and size of each deployable form, clip model and streaming step, with 1
+and 2 threads; int8's speed-up over fp32 per runtime; ExecuTorch's XNNPACK partition count per artifact.
 
 Every (runtime, threads) pair is timed in a fresh subprocess: ExecuTorch's thread pool can only be sized
 before a program is loaded, and a fresh process keeps one runtime's allocations and threads from colouring
@@ -14,13 +15,15 @@ import logging
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..config import Preprocessing, get_config
+from ..config import Preprocessing, XViTConfig, causal_variant, get_config
 from ..export import ExportError, export
 from ..model import XViT
+from ..model.streaming import StreamingStep, StreamState, streamable
 from ..model.weights import load_checkpoint, save_checkpoint
 from .timing import time_calls
 
@@ -48,9 +51,10 @@ def measure(runtime: str, jobs: list[tuple[str, list[list[int]]]], threads: int,
     fns = []
     for path, shapes in jobs:
         xs = [torch.randn(shape) for shape in shapes]
-        if runtime == "eager":
+        if runtime == "eager":  # a checkpoint: the clip model, or its step when given frame and state
             model = load_checkpoint(path)[0]
-            fns.append(lambda model=model, xs=xs: model(*xs))
+            run_ = model if len(xs) == 1 else StreamingStep(model).eval()
+            fns.append(lambda run_=run_, xs=xs: run_(*xs))
         elif runtime == "executorch":
             method = Runtime.get().load_program(path).load_method("forward")
             fns.append(lambda method=method, xs=xs: method.execute(xs))
@@ -77,11 +81,10 @@ def measure_in_subprocess(runtime: str, jobs: list[tuple[Path, list[list[int]]]]
 
 def int8_checkpoint(model: XViT, labels: list[str], pre: Preprocessing, path: Path, stream: bool = False):
     """PTQ of `model` on two batches of seeded synthetic clips, saved and rebuilt as export does it (with its
-    int8 streaming step when `stream`): the kind of clips export verifies on (`verify.sample_inputs`). Measured
-    against the converted model, ExecuTorch int8: the trained default checkpoint 36.9 dB; the random-weight
-    `xvit_edge_tiny` 24.2 dB (28.5 dB when calibrated on noise), below the 30 dB bar, so its int8 rows are
-    reported as refused. Fine for timing and size; says nothing about
-    accuracy (see section 3)."""
+    int8 streaming step when `stream`): the kind of clips export verifies on (`verify.sample_inputs`). For a
+    preset with random weights, which has no training data; fine for timing and size, says nothing about
+    accuracy (see section 3). The random-weight `xvit_edge_tiny` lands near the 30 dB bar against its
+    converted model (24-29 dB measured), so its int8 rows may be reported as refused."""
     from ..export.verify import sample_inputs
     from ..quantize import load_quantized, quantize_ptq, save_quantized
 
@@ -91,19 +94,23 @@ def int8_checkpoint(model: XViT, labels: list[str], pre: Preprocessing, path: Pa
     return load_quantized(path, stream=stream)
 
 
-def _coreml(model: XViT, labels: list[str], pre: Preprocessing, tmp: Path, failed: list[dict]) -> dict:
-    """Core ML at each precision: the fp16 package's size and ops, and every precision's parity against the
-    eager model (its saved program evaluated in numpy); a refused one is listed in `failed`."""
+def _coreml(model: XViT, labels: list[str], pre: Preprocessing, tmp: Path, failed: list[dict],
+            quantized=None) -> dict:
+    """Core ML at each precision: the fp16 package's size and ops, and every precision's parity (its saved
+    program evaluated in numpy; int8: W8A8 from `quantized` against its converted model, else weight-only
+    against eager); a refused one is listed in `failed`."""
     coreml: dict = {"parity": {}}
     for precision in ("fp16", "fp32", "int8"):
         try:
-            art = export(model, labels, pre, "coreml", tmp, precision, samples=2)
+            art = export(model, labels, pre, "coreml", tmp, precision, samples=2, quantized=quantized)
         except ExportError as e:
             log.warning("coreml %s: %s", precision, e)
             failed.append({"form": f"coreml {precision}", "error": str(e)})
             continue
         parity = art.report["parity"]
         coreml["parity"][precision] = {k: parity[k] for k in ("max_abs_diff", "sqnr_db", "top1_agreement")}
+        if precision == "int8":
+            coreml["int8_scheme"] = "W8A8" if quantized is not None else "weight-only"
         if precision == "fp16":
             coreml.update(size_mb=_size_mb(art.path), op_counts=art.report["coreml"]["op_counts"],
                           weight_dtypes=art.report["coreml"]["weight_dtypes"],
@@ -111,11 +118,96 @@ def _coreml(model: XViT, labels: list[str], pre: Preprocessing, tmp: Path, faile
     return coreml
 
 
-def run(preset: str, threads: list[int], repeats: int, warmup: int, checkpoint: Path | None = None) -> dict:
-    """Export a model and time every form: eager fp32, ExecuTorch and ONNX in fp32 and int8 (static PTQ int8,
-    XNNPACK / QDQ), with each thread count; Core ML fp16 size and ops. The model is the preset with random
-    weights (latency does not depend on them), or the trained model of `checkpoint` (the default checkpoint's
-    artifacts are what a user exports first)."""
+@dataclass
+class Form:
+    """One deployable form of one mode: what is timed, in which runtime, with which inputs."""
+
+    label: str  # e.g. "executorch int8"
+    runtime: str  # eager, executorch or onnxruntime
+    mode: str  # clip or stream (the incremental step)
+    precision: str
+    path: Path
+    shapes: list[list[int]]
+    report: dict | None = None
+
+
+def input_shapes(config: XViTConfig, mode: str) -> list[list[int]]:
+    """A clip, or the step's frame and state."""
+    frame = [config.in_chans, config.img_size, config.img_size]
+    if mode == "clip":
+        return [[1, config.num_frames, *frame]]
+    return [[1, *frame]] + [list(t.shape) for t in StreamState.zeros(config).as_tuple()]
+
+
+def _forms(model: XViT, labels: list[str], pre: Preprocessing, tmp: Path, mode: str, quantized,
+           failed: list[dict]) -> list[Form]:
+    """Eager, then ExecuTorch and ONNX in fp32 and int8, of `model` in `mode`; a refused int8 artifact goes to
+    `failed`."""
+    shapes = input_shapes(model.config, mode)
+    ckpt = tmp / f"model_{mode}.pt"
+    save_checkpoint(ckpt, model, labels, pre)
+    forms = [Form("eager fp32", "eager", mode, "fp32", ckpt, shapes)]
+    for precision in ("fp32", "int8"):
+        for target in ("executorch", "onnx"):
+            try:
+                art = export(model, labels, pre, target, tmp / mode, precision, samples=2, mode=mode,
+                             quantized=quantized if precision == "int8" else None)
+            except ExportError as e:  # the parity check refused the artifact: a result, reported as such
+                log.warning("%s %s %s: %s", target, precision, mode, e)
+                failed.append({"form": f"{target} {precision}", "mode": mode, "error": str(e)})
+                continue
+            runtime = "executorch" if target == "executorch" else "onnxruntime"
+            forms.append(Form(f"{target} {precision}", runtime, mode, precision, art.path, shapes, art.report))
+    return forms
+
+
+def speedups(rows: list[dict]) -> list[dict]:
+    """int8 against fp32 of the same runtime, mode and thread count, both timed in one process: the fp32
+    median over the int8 median (above 1: int8 is faster)."""
+    by = {(r["form"], r.get("mode", "clip"), r["threads"]): r for r in rows}
+    out = []
+    for (form, mode, threads), r in by.items():
+        if not form.endswith(" int8") or (base := by.get((form.replace(" int8", " fp32"), mode, threads))) is None:
+            continue
+        out.append({"runtime": form.split()[0], "mode": mode, "threads": threads, "fp32_ms": base["median_ms"],
+                    "int8_ms": r["median_ms"], "int8_speedup": base["median_ms"] / r["median_ms"]})
+    return out
+
+
+def _time(forms: list[Form], threads: list[int], repeats: int, warmup: int) -> dict[tuple[str, str, int], dict]:
+    """Every form timed: one subprocess per runtime and thread count, all of that runtime's forms in it."""
+    timings = {}
+    for runtime in dict.fromkeys(f.runtime for f in forms):
+        group = [f for f in forms if f.runtime == runtime]
+        for n in threads:
+            for form, timing in zip(group, measure_in_subprocess(runtime, [(f.path, f.shapes) for f in group], n,
+                                                                 repeats, warmup)):
+                timings[form.label, form.mode, n] = timing
+                log.info("%s %s, %d threads: %.2f ms", form.label, form.mode, n, timing["median_ms"])
+    return timings
+
+
+def _row(form: Form, n: int, timing: dict, params_mb: float) -> dict:
+    parity = (form.report or {}).get("parity", {})
+    int8 = form.precision == "int8"  # fp32 is held to a max abs diff vs eager, int8 to an SQNR (export's bars)
+    delegation = (form.report or {}).get("delegation")
+    return {"form": form.label, "mode": form.mode, "runtime": form.runtime,
+            "size_mb": params_mb if form.runtime == "eager" else _size_mb(form.path), **timing,
+            "parity_max_abs_diff": None if int8 else parity.get("max_abs_diff"),
+            "parity_sqnr_db": parity.get("sqnr_db") if int8 else None,
+            # XNNPACK subgraphs: the graph leaves and re-enters the delegate between them
+            "partitions": delegation["delegated_subgraphs"] if delegation else None}
+
+
+def run(preset: str, threads: list[int], repeats: int, warmup: int, checkpoint: Path | None = None,
+        int8_checkpoint_path: Path | None = None) -> dict:
+    """Export a model and time every form, clip and (for a causal model) the streaming step: eager fp32,
+    ExecuTorch and ONNX in fp32 and int8, with each thread count, and int8's speed-up over fp32 per runtime;
+    Core ML's size, ops and parity. The model is the preset with random weights (latency does not depend on
+    them; its step is its causal variant's), or the trained model of `checkpoint` with its int8 form
+    `int8_checkpoint_path` (the shipped pair: what a user exports first)."""
+    from ..quantize import load_quantized
+
     torch.manual_seed(0)
     if checkpoint is None:
         cfg = get_config(preset)
@@ -126,46 +218,27 @@ def run(preset: str, threads: list[int], repeats: int, warmup: int, checkpoint: 
         model, meta = load_checkpoint(checkpoint)
         cfg, labels, pre = meta.config, meta.labels, meta.preprocessing
         model.eval()
-    shape = [1, cfg.num_frames, cfg.in_chans, cfg.img_size, cfg.img_size]
-    rows, coreml = [], {}
+    step_model = model if streamable(cfg) else XViT(causal_variant(cfg)).eval()
+    failed: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        save_checkpoint(tmp / "model.pt", model, labels, pre)
-        forms = [("eager fp32", "eager", tmp / "model.pt", None)]
-        for target in ("executorch", "onnx"):
-            art = export(model, labels, pre, target, tmp, "fp32", samples=2)
-            forms.append((f"{target} fp32", "executorch" if target == "executorch" else "onnxruntime", art.path,
-                          art.report))
-        quantized = int8_checkpoint(model, labels, pre, tmp / "int8.pt")
-        failed = []
-        for target in ("executorch", "onnx"):
-            try:
-                art = export(model, labels, pre, target, tmp, "int8", samples=2, quantized=quantized)
-            except ExportError as e:  # the parity check refused the artifact: a result, reported as such
-                log.warning("%s int8: %s", target, e)
-                failed.append({"form": f"{target} int8", "error": str(e)})
-                continue
-            forms.append((f"{target} int8", "executorch" if target == "executorch" else "onnxruntime", art.path,
-                          art.report))
-        coreml = _coreml(model, labels, pre, tmp, failed)
-        timings: dict[tuple[str, int], dict] = {}
-        for runtime in dict.fromkeys(f[1] for f in forms):
-            group = [f for f in forms if f[1] == runtime]
-            for n in threads:
-                for (label, *_), timing in zip(group, measure_in_subprocess(
-                        runtime, [(f[2], [shape]) for f in group], n, repeats, warmup)):
-                    timings[label, n] = timing
-                    log.info("%s, %d threads: %.1f ms", label, n, timing["median_ms"])
-        for label, runtime, path, report in forms:
-            size = _size_mb(path) if runtime != "eager" else sum(p.numel() * 4 for p in model.parameters()) / 1e6
-            parity = (report or {}).get("parity", {})
-            int8 = "int8" in label  # fp32 is held to a max abs diff vs eager, int8 to an SQNR (export's bars)
-            for n in threads:
-                rows.append({"form": label, "runtime": runtime, "size_mb": size, **timings[label, n],
-                             "parity_max_abs_diff": None if int8 else parity.get("max_abs_diff"),
-                             "parity_sqnr_db": parity.get("sqnr_db") if int8 else None})
+        if int8_checkpoint_path is not None:
+            quantized = step_quantized = load_quantized(int8_checkpoint_path, stream=True)
+        else:
+            quantized = int8_checkpoint(model, labels, pre, tmp / "int8.pt", stream=step_model is model)
+            step_quantized = quantized if step_model is model else int8_checkpoint(
+                step_model, labels, pre, tmp / "int8_step.pt", stream=True)
+        forms = (_forms(model, labels, pre, tmp, "clip", quantized, failed)
+                 + _forms(step_model, labels, pre, tmp, "stream", step_quantized, failed))
+        coreml = _coreml(model, labels, pre, tmp, failed, quantized if int8_checkpoint_path else None)
+        timings = _time(forms, threads, repeats, warmup)
+        params_mb = sum(p.numel() * 4 for p in model.parameters()) / 1e6
+        rows = [_row(f, n, timings[f.label, f.mode, n], params_mb) for f in forms for n in threads]
     return {"preset": cfg.name, "checkpoint": None if checkpoint is None else Path(checkpoint).name,
-            "input_shape": shape, "rows": rows, "failed": failed, "coreml": coreml}
+            "int8_checkpoint": None if int8_checkpoint_path is None else Path(int8_checkpoint_path).name,
+            "step_model": "the model itself" if step_model is model else f"{cfg.name}, causal variant",
+            "input_shape": input_shapes(cfg, "clip")[0], "rows": rows, "speedups": speedups(rows),
+            "failed": failed, "coreml": coreml}
 
 
 if __name__ == "__main__":  # the subprocess side of measure_in_subprocess

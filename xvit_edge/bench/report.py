@@ -41,20 +41,30 @@ def markdown(results: dict) -> str:
 def deployment_lines(d: dict) -> list[str]:
     """The deployment table of one model: every form's size, latency and parity, then Core ML's size and ops."""
     if d.get("checkpoint"):
+        int8 = (f"int8: the shipped `{d['int8_checkpoint']}`" if d.get("int8_checkpoint")
+                else "int8 calibrated on synthetic clips, for size and latency")
         what = (f"the default checkpoint `{d['checkpoint']}` (`{d['preset']}`, what `python -m xvit_edge.export` "
-                "exports when given no checkpoint; int8 calibrated on synthetic clips, for size and latency)")
+                f"exports when given no checkpoint; {int8})")
     else:
         what = f"`{d['preset']}`, random weights (latency does not depend on them)"
-    lines = ["", f"**Deployment**, {what}, input {tuple(d['input_shape'])}; each row timed in a fresh process.", "",
-             "| form | threads | size (MB) | latency (ms) | p90 (ms) | parity (fp32: vs eager; int8: SQNR vs the "
-             "converted int8 model) |", "|---|---|---|---|---|---|"]
+    step = f"; step: {d['step_model']}" if d.get("step_model") else ""
+    lines = ["", f"**Deployment**, {what}, input {tuple(d['input_shape'])}{step}; each runtime timed in a fresh "
+             "process.", "",
+             "| form | mode | threads | size (MB) | latency (ms) | p90 (ms) | XNNPACK partitions | parity (fp32: vs "
+             "eager; int8: SQNR vs the converted int8 model) |", "|---|---|---|---|---|---|---|---|"]
     for r in d["rows"]:
         diff = ("-" if r["parity_max_abs_diff"] is None else f"{r['parity_max_abs_diff']:.1e}") \
             if r.get("parity_sqnr_db") is None else f"{r['parity_sqnr_db']:.1f} dB"
-        lines.append(f"| {r['form']} | {r['threads']} | {r['size_mb']:.2f} | {r['median_ms']:.2f} "
-                     f"| {r['p90_ms']:.2f} | {diff} |")
+        parts = "-" if r.get("partitions") is None else r["partitions"]
+        lines.append(f"| {r['form']} | {r.get('mode', 'clip')} | {r['threads']} | {r['size_mb']:.2f} "
+                     f"| {r['median_ms']:.2f} | {r['p90_ms']:.2f} | {parts} | {diff} |")
     for f in d.get("failed", []):
-        lines.append(f"| {f['form']} | | | | | refused by the export's parity check: {f['error']} |")
+        lines.append(f"| {f['form']} | {f.get('mode', 'clip')} | | | | | | refused by the export's parity check: "
+                     f"{f['error']} |")
+    if d.get("speedups"):
+        lines += ["", "int8 speed-up over fp32 (fp32 median / int8 median, same runtime, mode and threads, one "
+                  "process): " + "; ".join(f"{s['runtime']} {s['mode']} {s['threads']}t {s['int8_speedup']:.2f}x"
+                                           for s in d["speedups"])]
     c = d["coreml"]
     if "op_counts" not in c:
         return lines
@@ -63,8 +73,8 @@ def deployment_lines(d: dict) -> list[str]:
                        f"{100 * v['top1_agreement']:.0f}%" for p, v in c.get("parity", {}).items())
     return lines + ["", f"Core ML fp16 `.mlpackage`: {c['size_mb']:.2f} MB, weights {c['weight_dtypes']}, ops "
                     + ", ".join(f"{k} {v}" for k, v in top)
-                    + (f". Parity against eager (the saved ML Program evaluated in numpy; int8 is weight-only here, from the float preset): "
-                       f"{parity}" if parity else "")
+                    + (f". Parity (the saved ML Program evaluated in numpy; fp16/fp32 against eager, int8 "
+                       f"{c.get('int8_scheme', 'weight-only')}): {parity}" if parity else "")
                     + f"; latency {c['apple_runtime'].replace('not run: ', 'not measured: ')}."]
 
 
