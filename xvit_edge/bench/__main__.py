@@ -9,6 +9,7 @@ Writes `bench/results.json`, PNG plots and `bench/results.md` (the table the REA
    train models: far longer than this command);
 4. streaming: per-frame cost of incremental vs clip mode, end-to-end fps on a real 720p clip, memory over a long stream;
 5. the machine's GEMM peak, and each model's achieved GFLOP/s as a fraction of it.
+6. web (full run only): the browser demo's model latency and fps in headless Chromium, WASM (`web`).
 Each figure records how it was measured (warm-up, repeats, threads).
 """
 
@@ -27,7 +28,7 @@ import torch
 from ..cli_types import positive_int
 from ..assets import default_checkpoint
 from ..config import PRESETS
-from . import complexity, deployment, peak, streaming
+from . import complexity, deployment, peak, streaming, web
 from .report import markdown, update_readme
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     lap("deployment_default")
     results["streaming"] = streaming.run(args.preset, args.threads, repeats, warmup, args.quick)
     lap("streaming")
+    if not args.quick:  # the browser demo's page (apps/web) in headless Chromium: about 2 minutes more
+        try:
+            results["web"] = web.run(args.preset, args.threads)
+        except web.Unavailable as e:
+            log.warning("web section skipped: %s", e)
+        lap("web")
     peak_gflops = results["peak"][str(max_threads)]["gflops"]
     for row in results["complexity"]["rows"] + [results["complexity"]["image_model"]]:
         row["fraction_of_peak"] = row["gflops_achieved"] / peak_gflops
