@@ -46,7 +46,9 @@ def deployment_lines(d: dict) -> list[str]:
         what = (f"the default checkpoint `{d['checkpoint']}` (`{d['preset']}`, what `python -m xvit_edge.export` "
                 f"exports when given no checkpoint; {int8})")
     else:
-        what = f"`{d['preset']}`, random weights (latency does not depend on them)"
+        bar = d.get("int8_min_sqnr_db")
+        what = f"`{d['preset']}`, random weights (latency does not depend on them" + (
+            f"; int8 timed against a {bar:g} dB parity bar: random weights quantize poorly)" if bar else ")")
     step = f"; step: {d['step_model']}" if d.get("step_model") else ""
     lines = ["", f"**Deployment**, {what}, input {tuple(d['input_shape'])}{step}; each runtime timed in a fresh "
              "process.", "",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+import platform
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,25 +17,184 @@ from .target import Target
 if TYPE_CHECKING:
     from .subject import Subject
 
-
-# onnxruntime's QDQS8ToU8Transformer shifts int8 activations to uint8 so that x86 runs its u8s8 integer
-# kernels; on AVX2 without VNNI those use VPMADDUBSW, whose 16-bit pair sums saturate with full-range int8
-# weights (onnxruntime's quantization docs warn of it). On a trained xvit_edge_nano it took the int8 model
-# from 41.5 dB to 21.3 dB against the converted PyTorch model, and timed the same with or without it. Without
-# it, onnxruntime keeps the s8s8 kernels. fp32 graphs have no QDQ nodes, so this changes nothing for them.
-ORT_DISABLED_OPTIMIZERS: tuple[str, ...] = ("QDQS8ToU8Transformer",)
+log = logging.getLogger(__name__)
 
 
-def ort_session(path: str | Path, threads: int | None = None):
-    """An onnxruntime CPU session for our artifacts (fp32 or int8 QDQ): all graph optimisations except
-    `ORT_DISABLED_OPTIMIZERS`, and `threads` intra-op threads if given."""
+# int8 on onnxruntime's CPU provider, measured on the shipped xvit_edge_nano (PTQ, 200 synthetic clips) and a
+# random-weight xvit_edge_tiny (24 clips), onnxruntime 1.32, on an AMD EPYC whose /proc/cpuinfo lists avx2 and
+# fma but none of avx512_vnni, avx_vnni, amx_int8; medians of interleaved calls in one process, one thread:
+#
+# - On x86, onnxruntime fuses int8 x int8 QDQ groups into QGemm/QLinear kernels, but MLAS has no AVX2 kernel
+#   for s8 x s8: nano's 21 QGemms took 13.7 of its 24 ms (6x their u8 x s8 time). That, with the rewrite
+#   below turned off, is why int8 ran slower than fp32 (nano 15.2 vs 6.8 ms, tiny 411 vs 150 ms).
+# - QDQS8ToU8Transformer (on by default on x86) moves activations to uint8 for the u8 x s8 kernels, which on
+#   x86 without VNNI or AMX add pairs of products with VPMADDUBSW in saturating 16 bits: a row of 255s times
+#   a column of 127s came out 125 output steps off, and nano fell from 37.1 to 17.9 dB against the converted
+#   model (97.5% top-1 agreement). That is the whole accuracy loss. With VNNI/AMX the sums are 32-bit.
+#   `session.x64quantprecision=1` has onnxruntime move the weights to uint8 too (u8 x u8: exact, somewhat
+#   slower): 37.0 dB, 100%. It is set only where `u8s8_saturates()`: elsewhere it would give up VNNI's u8 x s8.
+# - That transformer only converts a QuantizeLinear with a single consumer; the others stay int8, and the
+#   mixed s8/u8 pairs block onnxruntime's other QDQ fusions (nano kept 114 DequantizeLinear). So the exporter
+#   writes uint8 activations itself (`uint8_activations`, exact): 51 are left.
+# - Result (the default now): nano 0.87-1.04x fp32 over repeated runs, tiny 1.13-1.15x. The same graph without
+#   the precision setting (u8 x s8, what a VNNI CPU runs, exactly there): nano 0.92-1.0x, tiny 1.28x. What is
+#   left is float (attention matmuls, softmax, GELU, LayerNorm, the float adds and concatenations) and the
+#   QuantizeLinear/DequantizeLinear around it, which the quantization scheme puts there
+#   (`python -m xvit_edge.bench.profile --runtime onnx --precision int8` shows where).
+# - Measured and not better: 7-bit weights (u8 x s8 without saturation) 23.5 dB against the converted model;
+#   onnxruntime's quantize_dynamic 21.0 dB, as fast as fp32 on nano; its quantize_static, QDQ or QOperator,
+#   slower than ours; ORT_ENABLE_EXTENDED the same as ORT_ENABLE_ALL.
+# fp32 graphs have no QDQ nodes, so none of this changes anything for them.
+PRECISION_CONFIG = "session.x64quantprecision"
+# CPU flags with which MLAS's u8 x s8 kernels add in 32 bits (VPDPBUSD, AMX TDPBUSD).
+EXACT_U8S8_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+@functools.cache
+def u8s8_saturates(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether onnxruntime's uint8 x int8 kernels add pairs of products in saturating 16 bits on this CPU: x86
+    without VNNI or AMX; also where the CPU's flags cannot be read (exact but slower is the safe side). ARM
+    has no such kernels (and onnxruntime compiles the precision setting out there)."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return False
+    try:
+        lines = Path(cpuinfo).read_text().splitlines()
+    except OSError:
+        return True
+    flags = next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
+    return not flags & EXACT_U8S8_FLAGS
+
+
+def ort_session(path: str | Path, threads: int | None = None, profile_prefix: str | None = None):
+    """An onnxruntime CPU session for our artifacts (fp32 or int8 QDQ): all graph optimisations, exact int8
+    matrix products (`session.x64quantprecision` where `u8s8_saturates()`), `threads` intra-op threads if given,
+    and onnxruntime's profiler writing to `profile_prefix`*.json if given."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
-                                disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS))
+    def options(precise: bool):
+        o = ort.SessionOptions()
+        if threads is not None:
+            o.intra_op_num_threads, o.inter_op_num_threads = threads, 1
+        if profile_prefix is not None:
+            o.enable_profiling, o.profile_file_prefix = True, profile_prefix
+        if precise:
+            o.add_session_config_entry(PRECISION_CONFIG, "1")
+        return o
+
+    providers = ["CPUExecutionProvider"]
+    if not u8s8_saturates():
+        return ort.InferenceSession(str(path), options(False), providers=providers)
+    try:
+        return ort.InferenceSession(str(path), options(True), providers=providers)
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own Fail/RuntimeException types
+        # int8 artifacts exported before `uint8_activations` share zero-point initializers between weights,
+        # and onnxruntime's weight rewrite fails on them ("Attempt to replace the existing tensor"). Run them
+        # as before: int8 activations without the uint8 rewrite, exact and slow.
+        log.warning("%s: onnxruntime refused its exact int8 setting (%s); running without its uint8 rewrite "
+                    "(exact, slower). Export the model again for uint8 activations.", path, str(e)[-200:])
+        return ort.InferenceSession(str(path), options(False), providers=providers,
+                                    disabled_optimizers=["QDQS8ToU8Transformer"])
+
+
+# Ops through which a weight reaches the matrix product it feeds (the exporter transposes linear weights).
+_WEIGHT_PATH = ("Transpose", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity")
+_MATMULS = ("MatMul", "Gemm", "Conv", "ConvTranspose")
+
+
+def uint8_activations(model) -> bool:
+    """Rewrite an int8 QDQ graph (PT2E's: int8 activations and weights) for onnxruntime, in place; exact.
+    Returns whether anything changed (running it again changes nothing).
+
+    - Activations become uint8: every QuantizeLinear with an int8 zero point whose consumers are all
+      DequantizeLinear nodes (and whose output is not a graph output) gets the zero point + 128, and so do its
+      consumers; the integers it writes are the old ones + 128, so every dequantized value is the same.
+    - Constant operands that do not feed a matrix product (the attention scale, multiplied into q) become
+      uint8 too, so that the binary ops onnxruntime fuses (QLinearMul) see one integer type.
+    - Weights stay int8 (u8 x s8 kernels; see the comment above `PRECISION_CONFIG`), each DequantizeLinear of
+      a constant with one consumer and initializers of its own: onnxruntime's int8 -> uint8 weight rewrite
+      names its results after its inputs and fails when two nodes share one."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    consumers: dict[str, list] = {}
+    for node in g.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    uses = {name: len(nodes) for name, nodes in consumers.items()}
+    outputs = {o.name for o in g.output}
+
+    def int8_const(name: str) -> bool:
+        return name in inits and inits[name].data_type == onnx.TensorProto.INT8
+
+    def plus_128(name: str, new_name: str) -> str:
+        if new_name not in inits:
+            value = numpy_helper.to_array(inits[name]).astype(np.int16) + 128
+            inits[new_name] = numpy_helper.from_array(value.astype(np.uint8), new_name)
+            g.initializer.append(inits[new_name])
+        return new_name
+
+    def feeds_matmul(name: str) -> bool:
+        return any(c.op_type in _MATMULS or (c.op_type in _WEIGHT_PATH and feeds_matmul(c.output[0]))
+                   for c in consumers.get(name, []))
+
+    changed, retyped = False, set()
+    for node in list(g.node):
+        if node.op_type == "QuantizeLinear" and len(node.input) == 3 and int8_const(node.input[2]):
+            users = consumers.get(node.output[0], [])
+            if node.output[0] in outputs or not users or any(
+                    u.op_type != "DequantizeLinear" or len(u.input) < 3 or not int8_const(u.input[2]) for u in users):
+                continue
+            for n in (node, *users):
+                n.input[2] = plus_128(n.input[2], n.input[2] + "_u8")
+            retyped.add(node.output[0])
+            changed = True
+    nodes = []
+    for node in g.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in inits:
+            nodes.append(node)
+            continue
+        weight = feeds_matmul(node.output[0])
+        if not weight and int8_const(node.input[0]):
+            node.input[0] = plus_128(node.input[0], f"{node.output[0]}_data_u8")
+            if len(node.input) == 3:
+                node.input[2] = plus_128(node.input[2], f"{node.output[0]}_zero_point_u8")
+            changed = True
+        users = consumers.get(node.output[0], [])
+        if not weight or (len(users) <= 1 and all(uses[x] == 1 for x in node.input if x)):
+            nodes.append(node)
+            continue
+        for k, user in enumerate(users or [None]):  # one copy per consumer, each with its own initializers
+            copy = onnx.NodeProto()
+            copy.CopyFrom(node)
+            suffix = f"_{k}" if k else ""
+            copy.output[0] = node.output[0] + suffix
+            copy.name = (node.name or node.output[0]) + suffix
+            for i, x in enumerate(node.input):
+                if x:
+                    t = onnx.TensorProto()
+                    t.CopyFrom(inits[x])
+                    t.name = f"{copy.output[0]}_input{i}"
+                    g.initializer.append(t)
+                    copy.input[i] = t.name
+            if user is not None and k:
+                user.input[:] = [copy.output[0] if x == node.output[0] else x for x in user.input]
+            nodes.append(copy)
+        changed = True
+    if not changed:
+        return False
+    for vi in g.value_info:
+        if vi.name in retyped:
+            vi.type.tensor_type.elem_type = onnx.TensorProto.UINT8
+    del g.node[:]
+    g.node.extend(nodes)
+    used = {x for n in g.node for x in n.input}
+    kept = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(kept)
+    return True
 
 
 def export_onnx(model: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path, metadata: dict[str, str],
@@ -45,13 +207,17 @@ def export_onnx(model: torch.nn.Module, example: tuple[torch.Tensor, ...], path:
                                     input_names=input_names, output_names=output_names)
     program.save(str(path))
     proto = onnx.load(str(path))
+    uint8 = uint8_activations(proto)
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(proto, str(path))
     onnx.checker.check_model(str(path), full_check=True)
-    return {"opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
-            "checker": "passed", "metadata_keys": sorted(metadata)}
+    report = {"opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
+              "checker": "passed", "metadata_keys": sorted(metadata)}
+    if uint8:
+        report["int8_graph"] = "uint8 activations, int8 weights (rewritten for onnxruntime; exact)"
+    return report
 
 
 def load_onnx(path: str | Path, threads: int | None = None) -> Callable[[Sequence[torch.Tensor]], list[torch.Tensor]]:
@@ -101,6 +267,9 @@ class OnnxTarget(Target):
     def sidecar(self) -> dict[str, Any]:
         """How the artifact was verified and should be run with onnxruntime."""
         return {"onnxruntime": {
-            "graph_optimization_level": "ORT_ENABLE_ALL", "disabled_optimizers": list(ORT_DISABLED_OPTIMIZERS),
-            "why": "QDQS8ToU8Transformer moves int8 activations to uint8 for x86 u8s8 kernels, which saturate "
-                   "on AVX2 CPUs without VNNI; leave it off (InferenceSession(..., disabled_optimizers=[...]))"}}
+            "graph_optimization_level": "ORT_ENABLE_ALL",
+            "session_config": {PRECISION_CONFIG: "1 on x86 CPUs without avx512_vnni, avx_vnni or amx_int8"},
+            "why": "int8 graphs carry uint8 activations and int8 weights for onnxruntime's u8 x s8 kernels, which "
+                   "on x86 without VNNI/AMX add pairs of products in saturating 16 bits; there "
+                   f"SessionOptions.add_session_config_entry('{PRECISION_CONFIG}', '1') makes them exact (u8 x u8). "
+                   "fp32 graphs are unaffected"}}
