@@ -29,15 +29,17 @@ def test_bench_quick_writes_results_table_and_plot(tmp_path):
     d = results["deployment_default"]
     assert d["checkpoint"] == "xvit_edge_nano_synthetic.pt" and not d["failed"]
     assert d["int8_checkpoint"] == "xvit_edge_nano_synthetic_int8.pt"
-    forms = ("eager fp32", "executorch fp32", "onnx fp32", "executorch int8", "onnx int8")
+    forms = ("eager fp32", "executorch fp32", "onnx fp32", "executorch int8", "onnx int8", "executorch int8 dynamic")
     assert {(r["form"], r["mode"], r["threads"]) for r in d["rows"]} == {
         (f, m, 1) for f in forms for m in ("clip", "stream")}
-    # int8 against fp32 per runtime and mode, from the rows of the same run; XNNPACK partitions per .pte
-    assert {(s["runtime"], s["mode"]) for s in d["speedups"]} == {
-        (r, m) for r in ("executorch", "onnx") for m in ("clip", "stream")}
+    # int8 against fp32 per runtime, scheme and mode, from the rows of the same run; XNNPACK partitions per .pte
+    assert {(s["runtime"], s["scheme"], s["mode"]) for s in d["speedups"]} == {
+        (r, sc, m) for r, sc in (("executorch", "static"), ("onnx", "static"), ("executorch", "dynamic"))
+        for m in ("clip", "stream")}
     for s in d["speedups"]:
-        rows = {r["form"]: r for r in d["rows"] if r["mode"] == s["mode"] and r["form"].startswith(s["runtime"])}
-        assert s["int8_speedup"] == rows[f"{s['runtime']} fp32"]["median_ms"] / rows[f"{s['runtime']} int8"]["median_ms"]
+        rows = {r["form"]: r for r in d["rows"] if r["mode"] == s["mode"]}
+        int8 = rows[f"{s['runtime']} int8" + (" dynamic" if s["scheme"] == "dynamic" else "")]
+        assert s["int8_speedup"] == rows[f"{s['runtime']} fp32"]["median_ms"] / int8["median_ms"]
     assert all((r["partitions"] or 0) >= 1 if r["runtime"] == "executorch" else r["partitions"] is None
                for r in d["rows"])
     int8 = [r for r in d["rows"] if "int8" in r["form"]]

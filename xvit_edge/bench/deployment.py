@@ -83,85 +83,46 @@ def measure_in_subprocess(runtime: str, jobs: list[tuple[Path, list[list[int]]]]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def int8_checkpoint(model: XViT, labels: list[str], pre: Preprocessing, path: Path, stream: bool = False):
+def int8_checkpoint(model: XViT, labels: list[str], pre: Preprocessing, path: Path, stream: bool = False,
+                    scheme: str = "static"):
     """PTQ of `model` on two batches of seeded synthetic clips, saved and rebuilt as export does it (with its
     int8 streaming step when `stream`): the kind of clips export verifies on (`verify.sample_inputs`). For a
-    preset with random weights, which has no training data; fine for timing and size, says nothing about
-    accuracy (see section 3). The random-weight `xvit_edge_tiny` lands near the 30 dB bar against its
-    converted model (24-29 dB measured), so its int8 rows may be reported as refused."""
+    preset with random weights, which has no training data, fine for timing and size, saying nothing about
+    accuracy (see section 3); and for the dynamic `scheme` of any model, whose int8 form depends on the
+    weights alone (its activations are quantized per call; the clips only drive the weight observers)."""
     from ..export.verify import sample_inputs
     from ..quantize import load_quantized, quantize_ptq, save_quantized
 
     clips = torch.cat(sample_inputs(model.config, 4, seed=1, preprocessing=pre))
     batches = [clips[:2], clips[2:]]
-    save_quantized(path, quantize_ptq(model, batches, max_batches=2, stream=stream), labels, pre)
+    save_quantized(path, quantize_ptq(model, batches, max_batches=2, stream=stream, scheme=scheme), labels, pre)
     return load_quantized(path, stream=stream)
 
 
-def _coreml(model: XViT, labels: list[str], pre: Preprocessing, tmp: Path, failed: list[dict],
-            quantized=None) -> dict:
-    """Core ML at each precision: the fp16 package's size and ops, and every precision's parity (its saved
-    program evaluated in numpy; int8: W8A8 from `quantized` against its converted model, else weight-only
-    against eager); a refused one is listed in `failed`."""
-    coreml: dict = {"parity": {}}
-    for precision in ("fp16", "fp32", "int8"):
-        try:
-            art = export(model, labels, pre, "coreml", tmp, precision, samples=2, quantized=quantized)
-        except ExportError as e:
-            log.warning("coreml %s: %s", precision, e)
-            failed.append({"form": f"coreml {precision}", "error": str(e)})
-            continue
-        parity = art.report["parity"]
-        coreml["parity"][precision] = {k: parity[k] for k in ("max_abs_diff", "sqnr_db", "top1_agreement")}
-        if precision == "int8":
-            coreml["int8_scheme"] = "W8A8" if quantized is not None else "weight-only"
-        if precision == "fp16":
-            coreml.update(size_mb=_size_mb(art.path), op_counts=art.report["coreml"]["op_counts"],
-                          weight_dtypes=art.report["coreml"]["weight_dtypes"],
-                          apple_runtime=art.report["coreml"]["apple_runtime"])
-    return coreml
+# What is timed: (label, target, precision, int8 scheme); dynamic int8 is an ExecuTorch scheme.
+FORMS = (("executorch fp32", "executorch", "fp32", None), ("onnx fp32", "onnx", "fp32", None),
+         ("executorch int8", "executorch", "int8", "static"), ("onnx int8", "onnx", "int8", "static"),
+         ("executorch int8 dynamic", "executorch", "int8", "dynamic"))
 
 
-@dataclass
-class Form:
-    """One deployable form of one mode: what is timed, in which runtime, with which inputs."""
-
-    label: str  # e.g. "executorch int8"
-    runtime: str  # eager, executorch or onnxruntime
-    mode: str  # clip or stream (the incremental step)
-    precision: str
-    path: Path
-    shapes: list[list[int]]
-    report: dict | None = None
-
-
-def input_shapes(config: XViTConfig, mode: str) -> list[list[int]]:
-    """A clip, or the step's frame and state."""
-    frame = [config.in_chans, config.img_size, config.img_size]
-    if mode == "clip":
-        return [[1, config.num_frames, *frame]]
-    return [[1, *frame]] + [list(t.shape) for t in StreamState.zeros(config).as_tuple()]
-
-
-def _forms(model: XViT, labels: list[str], pre: Preprocessing, tmp: Path, mode: str, quantized,
+def _forms(model: XViT, labels: list[str], pre: Preprocessing, tmp: Path, mode: str, quantized: dict,
            failed: list[dict], int8_min_sqnr: float) -> list[Form]:
-    """Eager, then ExecuTorch and ONNX in fp32 and int8, of `model` in `mode`; an int8 artifact below
-    `int8_min_sqnr` against its converted model is refused and goes to `failed`."""
+    """Eager, then `FORMS` of `model` in `mode` (`quantized`: the int8 checkpoint of each scheme); an int8
+    artifact below `int8_min_sqnr` against its converted model is refused and goes to `failed`."""
     shapes = input_shapes(model.config, mode)
     ckpt = tmp / f"model_{mode}.pt"
     save_checkpoint(ckpt, model, labels, pre)
     forms = [Form("eager fp32", "eager", mode, "fp32", ckpt, shapes)]
-    for precision in ("fp32", "int8"):
-        for target in ("executorch", "onnx"):
-            try:
-                art = export(model, labels, pre, target, tmp / mode, precision, samples=2, mode=mode,
-                             quantized=quantized if precision == "int8" else None, int8_min_sqnr=int8_min_sqnr)
-            except ExportError as e:  # the parity check refused the artifact: a result, reported as such
-                log.warning("%s %s %s: %s", target, precision, mode, e)
-                failed.append({"form": f"{target} {precision}", "mode": mode, "error": str(e)})
-                continue
-            runtime = "executorch" if target == "executorch" else "onnxruntime"
-            forms.append(Form(f"{target} {precision}", runtime, mode, precision, art.path, shapes, art.report))
+    for label, target, precision, scheme in FORMS:
+        try:
+            art = export(model, labels, pre, target, tmp / mode / (scheme or "fp32"), precision, samples=2,
+                         mode=mode, quantized=quantized.get(scheme), int8_min_sqnr=int8_min_sqnr)
+        except ExportError as e:  # the parity check refused the artifact: a result, reported as such
+            log.warning("%s %s: %s", label, mode, e)
+            failed.append({"form": label, "mode": mode, "error": str(e)})
+            continue
+        runtime = "executorch" if target == "executorch" else "onnxruntime"
+        forms.append(Form(label, runtime, mode, precision, art.path, shapes, art.report))
     return forms
 
 
@@ -171,9 +132,11 @@ def speedups(rows: list[dict]) -> list[dict]:
     by = {(r["form"], r.get("mode", "clip"), r["threads"]): r for r in rows}
     out = []
     for (form, mode, threads), r in by.items():
-        if not form.endswith(" int8") or (base := by.get((form.replace(" int8", " fp32"), mode, threads))) is None:
+        runtime, int8, scheme = form.partition(" int8")
+        if not int8 or (base := by.get((f"{runtime} fp32", mode, threads))) is None:
             continue
-        out.append({"runtime": form.split()[0], "mode": mode, "threads": threads, "fp32_ms": base["median_ms"],
+        out.append({"runtime": runtime, "scheme": scheme.strip() or "static", "mode": mode, "threads": threads,
+                    "fp32_ms": base["median_ms"],
                     "int8_ms": r["median_ms"], "int8_speedup": base["median_ms"] / r["median_ms"]})
     return out
 
@@ -230,15 +193,18 @@ def run(preset: str, threads: list[int], repeats: int, warmup: int, checkpoint: 
     min_sqnr = INT8_MIN_SQNR_DB if checkpoint is not None else RANDOM_WEIGHTS_INT8_MIN_SQNR_DB
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if int8_checkpoint_path is not None:
-            quantized = step_quantized = load_quantized(int8_checkpoint_path, stream=True)
-        else:
-            quantized = int8_checkpoint(model, labels, pre, tmp / "int8.pt", stream=step_model is model)
-            step_quantized = quantized if step_model is model else int8_checkpoint(
-                step_model, labels, pre, tmp / "int8_step.pt", stream=True)
+        quantized, step_quantized = {}, {}
+        for scheme in ("static", "dynamic"):
+            if scheme == "static" and int8_checkpoint_path is not None:
+                quantized[scheme] = step_quantized[scheme] = load_quantized(int8_checkpoint_path, stream=True)
+                continue
+            quantized[scheme] = int8_checkpoint(model, labels, pre, tmp / f"int8_{scheme}.pt",
+                                                stream=step_model is model, scheme=scheme)
+            step_quantized[scheme] = quantized[scheme] if step_model is model else int8_checkpoint(
+                step_model, labels, pre, tmp / f"int8_{scheme}_step.pt", stream=True, scheme=scheme)
         forms = (_forms(model, labels, pre, tmp, "clip", quantized, failed, min_sqnr)
                  + _forms(step_model, labels, pre, tmp, "stream", step_quantized, failed, min_sqnr))
-        coreml = _coreml(model, labels, pre, tmp, failed, quantized if int8_checkpoint_path else None)
+        coreml = _coreml(model, labels, pre, tmp, failed, quantized["static"] if int8_checkpoint_path else None)
         timings = _time(forms, threads, repeats, warmup)
         params_mb = sum(p.numel() * 4 for p in model.parameters()) / 1e6
         rows = [_row(f, n, timings[f.label, f.mode, n], params_mb) for f in forms for n in threads]

@@ -65,7 +65,8 @@ def deployment_lines(d: dict) -> list[str]:
                      f"{f['error']} |")
     if d.get("speedups"):
         lines += ["", "int8 speed-up over fp32 (fp32 median / int8 median, same runtime, mode and threads, one "
-                  "process): " + "; ".join(f"{s['runtime']} {s['mode']} {s['threads']}t {s['int8_speedup']:.2f}x"
+                  "process): " + "; ".join(f"{s['runtime']}{' ' + s['scheme'] if s.get('scheme', 'static') != 'static' else ''} "
+                                           f"{s['mode']} {s['threads']}t {s['int8_speedup']:.2f}x"
                                            for s in d["speedups"])]
     c = d["coreml"]
     if "op_counts" not in c:

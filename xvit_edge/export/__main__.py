@@ -13,9 +13,10 @@ from ..cli_types import finite_float, positive_int
 from ..assets import default_checkpoint
 from ..model.weights import CheckpointError, load_checkpoint
 from ..quantize.checkpoint import is_quantized, load_quantized
+from ..quantize.scheme import SCHEMES
 from . import MODES, TARGETS, ExportError, export
 from ..quiet import captured_output
-from .int8 import INT8_MIN_SQNR_DB
+from .int8 import INT8_MIN_SQNR_DB, check_int8_scheme
 from .pipeline import STAGES
 
 
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "is accepted (top-1 agreement must stay >= 99%%). Trained models pass the default; a deep model "
                    "that quantizes poorly can round differently in each int8 runtime, and the refusal says how far it "
                    "is from fp32, so you can lower the bar knowingly; the bar used is written to the sidecar")
+    p.add_argument("--int8-scheme", choices=SCHEMES,
+                   help="int8: the activation scheme the quantized checkpoint must have been made with (refused when it "
+                   "differs); static runs on every target, dynamic on ExecuTorch only. Default: the checkpoint's")
     p.add_argument("--no-verify", action="store_true", help="skip verification (not recommended)")
     p.add_argument("--verbose", action="store_true",
                    help="show the toolchains' own output (coremltools, torch.onnx, ExecuTorch progress and warnings), "
@@ -95,6 +99,12 @@ def export_all(args: argparse.Namespace, lines: list[str], terminal) -> None:
     step = args.mode == "stream" and any(TARGETS[t].int8_from_checkpoint(True, "stream") for t in targets)
     quantized = (load_quantized(checkpoint, stream=step)
                  if args.precision == "int8" and is_quantized(meta.extra) else None)
+    if args.precision == "int8":  # before anything is written: every target must take the checkpoint's scheme
+        for target in targets:
+            if TARGETS[target].int8_from_checkpoint(quantized is not None, args.mode) or args.int8_scheme:
+                check_int8_scheme(TARGETS[target], quantized, args.int8_scheme)
+    elif args.int8_scheme is not None:
+        raise ExportError("--int8-scheme applies to --precision int8 only")
     with tqdm(total=len(targets) * len(STAGES), file=terminal, unit="stage", leave=False,
               disable=not terminal.isatty()) as bar:
         for target in targets:

@@ -116,6 +116,7 @@ class ExecuTorchTarget(Target):
 
     name, title, extension = "executorch", "ExecuTorch", ".pte"
     packages = ("executorch",)
+    int8_schemes = ("static", "dynamic")  # XNNPACK runs dynamically quantized linears (qd8)
 
     def write(self, subject: Subject, path: Path) -> dict[str, Any]:
         program = subject.program()

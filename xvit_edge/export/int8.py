@@ -27,6 +27,7 @@ from .errors import ExportError
 
 if TYPE_CHECKING:
     from ..quantize.checkpoint import QuantizedCheckpoint
+    from .target import Target
 
 INT8_MIN_SQNR_DB = 30.0
 INT8_MIN_AGREEMENT = 0.99
@@ -50,18 +51,51 @@ def int8_module(target: str, model: torch.nn.Module, quantized: QuantizedCheckpo
     return quantized.converted
 
 
+SCHEME_TEXT = {
+    "static": "static int8 (PT2E, XNNPACK quantizer): per-channel symmetric weights, per-tensor affine activations",
+    "dynamic": "dynamic int8 (PT2E, XNNPACK quantizer): per-channel symmetric weights on the linears, their inputs "
+               "quantized at every call (per token in XNNPACK); everything else float",
+}
+
+
+def check_int8_scheme(target: Target, quantized: QuantizedCheckpoint | None, wanted: str | None = None) -> None:
+    """Refuse, in one line, a quantized checkpoint whose int8 scheme `target` cannot run, or that is not the
+    scheme asked for (`wanted`, e.g. `--int8-scheme`)."""
+    from ..quantize import SCHEMES, activations_of
+
+    if wanted is not None and wanted not in SCHEMES:
+        raise ExportError(f"unknown int8 scheme {wanted!r}; choose from {', '.join(SCHEMES)}")
+    if quantized is None:
+        if wanted is not None:
+            raise ExportError(f"--int8-scheme {wanted} needs a quantized checkpoint: run `{QUANTIZE_COMMAND} "
+                              f"--scheme {wanted}` first")
+        return
+    has = activations_of(quantized.scheme)
+    if wanted is not None and wanted != has:
+        raise ExportError(f"the checkpoint was quantized with the {has} int8 scheme, not {wanted}: quantize the float "
+                          f"checkpoint again with --scheme {wanted}, or leave --int8-scheme out")
+    if has not in target.int8_schemes:
+        raise ExportError(f"the {has} int8 scheme runs on ExecuTorch only; {target.title} takes "
+                          f"{' or '.join(target.int8_schemes)} int8: quantize with --scheme static for it")
+
+
 def checkpoint_record(quantized: QuantizedCheckpoint, mode: str = "clip") -> dict[str, Any]:
     """The sidecar's `quantization` entry for an artifact of the checkpoint's converted graph or step (plain
     JSON: an infinite SQNR, i.e. identical outputs, is null)."""
+    from ..quantize import activations_of
+
     s = quantized.scheme
-    scheme = "static int8 (PT2E, XNNPACK quantizer): per-channel symmetric weights, per-tensor affine activations"
+    activations = activations_of(s)
+    scheme = SCHEME_TEXT[activations]
     metrics = s.get("metrics", {})
     if mode == "stream":  # the step's own calibration, on the checkpoint's (after QAT: fine-tuned) weights
         st = s["stream"]
-        return json_safe({"scheme": scheme, "mode": st["mode"], "weights_from": f"{s['mode']} checkpoint",
+        return json_safe({"scheme": scheme, "activations": activations, "mode": st["mode"],
+                          "weights_from": f"{s['mode']} checkpoint",
                           "calibration": st["calibration"], "settings": st["settings"], "ops": st["ops"],
                           "observers": st["observers"], "metrics": {"val": metrics.get("stream_val")}})
-    return json_safe({"scheme": scheme, "mode": s["mode"], "settings": s["settings"], "ops": s["ops"],
+    return json_safe({"scheme": scheme, "activations": activations, "mode": s["mode"], "settings": s["settings"],
+                      "ops": s["ops"],
                       "observers": s["observers"], "metrics": {k: v for k, v in metrics.items()
                                                                if k in ("val", "int8_vs_fake_quant")}})
 

@@ -13,7 +13,7 @@ import torch
 
 from ..config import Preprocessing, XViTConfig
 from ..model import XViT
-from .int8 import int8_module
+from .int8 import check_int8_scheme, int8_module
 from .modes import Call, ClipMode, Program, StreamMode
 from .parity import Bar, Int8Bar
 
@@ -99,6 +99,7 @@ def build_subject(model: XViT, mode: ClipMode | StreamMode, precision: str, targ
     if precision == "int8":
         int8_graph = target.int8_from_checkpoint(quantized is not None, mode.name)
         if int8_graph:
+            check_int8_scheme(target, quantized)
             exported, bar = int8_module(target.name, model, quantized, mode.name), Int8Bar(int8_min_sqnr)
         quantization = target.quantization(quantized, mode.name)
     return Subject(mode, model, exported, precision, list(labels), preprocessing, bar, samples, quantization,

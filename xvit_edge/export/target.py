@@ -29,6 +29,7 @@ class Target:
     precisions: tuple[str, ...] = ("fp32", "int8")
     default_precision = "fp32"
     keeps_state = False  # stream mode: the state lives inside the artifact instead of being passed in and out
+    int8_schemes: tuple[str, ...] = ("static",)  # how a quantized checkpoint's activations may be quantized
 
     def int8_from_checkpoint(self, has_checkpoint: bool, mode: str) -> bool:
         """Whether int8 exports the quantized checkpoint's converted graph (else the target quantizes the

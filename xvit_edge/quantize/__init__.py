@@ -43,16 +43,16 @@ skipped without touching the observers (`guard`). The model is captured in eval 
 
 from .benchmark import quantization_benchmark
 from .calibrate import calibrate, quantize_ptq
-from .checkpoint import QuantizedCheckpoint, is_quantized, load_quantized, save_quantized
+from .checkpoint import QuantizedCheckpoint, activations_of, is_quantized, load_quantized, save_quantized
 from .convert import QuantizedModel, convert, op_precisions
 from .guard import ObserverGuard
 from .pipeline import QuantizeOptions, quantize, quantize_checkpoint
 from .qat import fine_tune, qat_step
-from .scheme import MODES, prepare, quantizer_settings
+from .scheme import DEFAULT_SCHEME, MODES, SCHEMES, prepare, quantizer_settings
 from .stream import StreamedClips, quantize_step
 
 __all__ = [
-    "MODES", "ObserverGuard", "QuantizeOptions", "QuantizedCheckpoint", "QuantizedModel", "calibrate", "convert",
+    "DEFAULT_SCHEME", "MODES", "SCHEMES", "activations_of", "ObserverGuard", "QuantizeOptions", "QuantizedCheckpoint", "QuantizedModel", "calibrate", "convert",
     "fine_tune", "is_quantized", "load_quantized", "op_precisions", "prepare", "qat_step", "quantization_benchmark",
     "quantize", "quantize_checkpoint", "quantize_ptq", "quantize_step", "quantizer_settings", "save_quantized",
     "StreamedClips",

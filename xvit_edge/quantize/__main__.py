@@ -11,15 +11,15 @@ from pathlib import Path
 from ..cli_types import nonnegative_int, positive_float, positive_int
 from ..quiet import quiet_toolchains
 from .pipeline import QuantizeOptions, quantize_checkpoint
-from .scheme import MODES
+from .scheme import MODES, SCHEMES
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = QuantizeOptions()
     p = argparse.ArgumentParser(
         prog="python -m xvit_edge.quantize",
-        description="Quantize an xvit_edge checkpoint to int8 (XNNPACK scheme: int8 per-channel weights, int8 "
-        "per-tensor activations) by quantization-aware fine-tuning (qat) or post-training calibration (ptq), "
+        description="Quantize an xvit_edge checkpoint to int8 (XNNPACK quantizer: int8 per-channel weights, int8 "
+        "activations, static or dynamic: see --scheme) by quantization-aware fine-tuning (qat) or post-training calibration (ptq), "
         "report SQNR, top-1 agreement and accuracy against fp32 on the held-out split, and write a quantized "
         "checkpoint for python -m xvit_edge.export --precision int8.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", required=True, choices=MODES,
                    help="qat: fine-tune with fake quantization; ptq: calibrate only (the baseline)")
     p.add_argument("--out", required=True, help="where to write the quantized checkpoint (.pt)")
+    p.add_argument("--scheme", choices=SCHEMES, default=d.scheme,
+                   help="int8 activations: static (per-tensor ranges found by calibration or QAT; runs on ExecuTorch, "
+                   "onnxruntime and Core ML) or dynamic (each linear's input quantized per call, per token in "
+                   "XNNPACK, linears only, --mode ptq; ExecuTorch only)")
     p.add_argument("--epochs", type=positive_int, default=d.epochs, help="qat: fine-tuning epochs over the train split")
     p.add_argument("--lr", type=positive_float, default=d.lr, help="qat: peak AdamW learning rate (cosine decay to lr/100)")
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="clips per batch")
@@ -51,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = QuantizeOptions(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                               calib_batches=args.calib_batches, max_steps=args.max_steps,
-                              eval_batches=args.eval_batches, workers=args.workers, seed=args.seed)
+                              eval_batches=args.eval_batches, workers=args.workers, seed=args.seed,
+                              scheme=args.scheme)
     try:
         options.check()
         out = Path(args.out)
@@ -70,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     val = q.metrics["val"]
-    print(f"{args.mode}: wrote {out}; held-out split ({val['clips']} clips): SQNR {val['sqnr_db']:.1f} dB, "
+    print(f"{args.mode} ({args.scheme}): wrote {out}; held-out split ({val['clips']} clips): SQNR {val['sqnr_db']:.1f} dB, "
           f"top-1 agreement {100 * val['top1_agreement']:.1f}%, top-1 fp32 {100 * val['fp32_top1']:.1f}% -> "
           f"int8 {100 * val['int8_top1']:.1f}%; {len(q.skipped)} batches skipped")
     if "stream_val" in q.metrics:

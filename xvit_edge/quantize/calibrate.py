@@ -11,7 +11,7 @@ import torch
 from ..model import XViT
 from .convert import QuantizedModel, convert
 from .guard import ObserverGuard
-from .scheme import prepare
+from .scheme import DEFAULT_SCHEME, prepare
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +47,17 @@ def calibrate(prepared: Callable[[torch.Tensor], Any], batches: Iterable[torch.T
 
 
 def quantize_ptq(model: XViT, batches: Iterable[torch.Tensor | None], max_batches: int = 8,
-                 stream: bool = True) -> QuantizedModel:
+                 stream: bool = True, scheme: str = DEFAULT_SCHEME) -> QuantizedModel:
     """PTQ of `model` on batches of clips `(B, T, 3, H, W)`: prepare, calibrate, convert; a causal model's
-    streaming step too, on the same clips (see `stream`), unless `stream=False` (clip mode only)."""
+    streaming step too, on the same clips (see `stream`), unless `stream=False` (clip mode only). The
+    dynamic `scheme` has no activation ranges, but its weight observers still need the batches' pass."""
     from .stream import quantize_step
 
-    prepared = prepare(model, "ptq")
+    prepared = prepare(model, "ptq", scheme=scheme)
     guard = ObserverGuard(prepared)
     used: list[torch.Tensor] = []
     calibrate(prepared, batches, max_batches, guard, keep=used)
-    result = convert(prepared, model, "ptq")
+    result = convert(prepared, model, "ptq", scheme)
     result.skipped = list(guard.skipped)
     if stream:
         quantize_step(result, used, max_batches)

@@ -26,7 +26,7 @@ from ..model import XViT
 from ..model.streaming import STATE_LAYOUT, streamable
 from . import stream as step_quant
 from .convert import QuantizedModel, convert, convert_graph, op_precisions
-from .scheme import MODES, SCHEME_FORMAT, SCHEME_VERSION, prepare, quant_modules, quantizer_settings
+from .scheme import DEFAULT_SCHEME, MODES, SCHEME_FORMAT, SCHEME_VERSION, SCHEMES, prepare, quant_modules, quantizer_settings
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,11 @@ class QuantizedCheckpoint(NamedTuple):
 
 def scheme_of(q: QuantizedModel) -> dict[str, Any]:
     """The plain-data description of a quantized model (what the checkpoint and the sidecar JSON record)."""
-    return {"format": SCHEME_FORMAT, "version": SCHEME_VERSION, "mode": q.mode,
-            "settings": quantizer_settings(q.mode), "observers": len(quant_modules(q.prepared)),
+    return {"format": SCHEME_FORMAT, "version": SCHEME_VERSION, "mode": q.mode, "activations": q.scheme,
+            "settings": quantizer_settings(q.mode, q.scheme), "observers": len(quant_modules(q.prepared)),
             "ops": op_precisions(q.converted), "skipped_batches": len(q.skipped), "metrics": q.metrics,
             "tools": {k: v for k, v in tool_versions().items() if k in ("torch", "torchao", "executorch")},
-            **({"stream": {"mode": step_quant.MODE, "settings": quantizer_settings(step_quant.MODE),
+            **({"stream": {"mode": step_quant.MODE, "settings": quantizer_settings(step_quant.MODE, q.scheme),
                            "observers": len(quant_modules(q.step_prepared)), "ops": op_precisions(q.step_converted),
                            "state_layout": STATE_LAYOUT,
                            "calibration": "clips streamed frame by frame from a fresh state"}}
@@ -65,6 +65,12 @@ def save_quantized(path: str | os.PathLike, q: QuantizedModel, labels: list[str]
     if q.step_prepared is not None:
         entry["stream_observer_state"] = step_quant.observer_state(q.step_prepared)
     save_checkpoint(path, q.float_model, labels, preprocessing, quantization=entry, **extra)
+
+
+def activations_of(scheme: dict[str, Any]) -> str:
+    """How a checkpoint's `quantization` entry quantizes activations: static or dynamic (entries written before
+    the dynamic scheme existed have no `activations` key: static)."""
+    return scheme.get("activations", DEFAULT_SCHEME)
 
 
 def is_quantized(extra: dict[str, Any]) -> bool:
@@ -86,12 +92,16 @@ def load_quantized(path: str | os.PathLike, stream: bool = False) -> QuantizedCh
     if scheme.get("version", 0) > SCHEME_VERSION:
         raise CheckpointError(f"{path}: quantization scheme version {scheme['version']} is newer than this "
                               f"xvit_edge ({SCHEME_VERSION}); upgrade xvit-edge")
-    if scheme.get("settings") != quantizer_settings(mode):
+    activations = activations_of(scheme)
+    if activations not in SCHEMES or (mode, activations) == ("qat", "dynamic"):
+        raise CheckpointError(f"{path}: unknown int8 scheme {activations!r} ({mode}); this xvit_edge knows "
+                              f"{', '.join(SCHEMES)}")
+    if scheme.get("settings") != quantizer_settings(mode, activations):
         raise CheckpointError(f"{path}: quantized with other quantizer settings than this xvit_edge builds for "
                               f"{mode!r}, so its observer state cannot be reused; quantize the float model again")
-    prepared = prepare(model, mode)
+    prepared = prepare(model, mode, scheme=activations)
     _load_state(prepared, {**model.state_dict(), **scheme["observer_state"]}, path, meta.config.name)
-    q = convert(prepared, model, mode)
+    q = convert(prepared, model, mode, activations)
     public = {k: v for k, v in scheme.items() if k not in ("observer_state", "stream_observer_state")}
     log.info("%s: %s int8 model rebuilt (%d observers)", path, mode.upper(), public.get("observers", 0))
     step = _load_step(path, model, scheme) if stream else None
@@ -107,14 +117,15 @@ def _load_step(path: str | os.PathLike, model: XViT, scheme: dict[str, Any]) -> 
         raise CheckpointError(f"{path}: quantized without a calibrated streaming step (scheme version "
                               f"{scheme.get('version', 0)}; version 4 adds it); quantize the float checkpoint again "
                               "with python -m xvit_edge.quantize")
-    if scheme["stream"].get("settings") != quantizer_settings(step_quant.MODE):
+    activations = activations_of(scheme)
+    if scheme["stream"].get("settings") != quantizer_settings(step_quant.MODE, activations):
         raise CheckpointError(f"{path}: its streaming step was calibrated with other quantizer settings than this "
                               "xvit_edge builds; quantize the float checkpoint again")
     if scheme["stream"].get("state_layout", 1) != STATE_LAYOUT:
         raise CheckpointError(f"{path}: its streaming step was calibrated for the state layout of an older xvit_edge "
                               f"(layout {scheme['stream'].get('state_layout', 1)}, this one carries {STATE_LAYOUT}); "
                               "quantize the float checkpoint again")
-    prepared = step_quant.prepare_step(model)
+    prepared = step_quant.prepare_step(model, activations)
     weights = {f"model.{k}": v for k, v in model.state_dict().items()}  # StreamingStep holds the model
     _load_state(prepared, {**weights, **scheme["stream_observer_state"]}, path, model.config.name)
     log.info("%s: int8 streaming step rebuilt", path)

@@ -11,7 +11,7 @@ import torch
 
 from ..config import XViTConfig
 from ..model import XViT
-from .scheme import float_state, quant_modules
+from .scheme import DEFAULT_SCHEME, float_state, quant_modules
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class QuantizedModel:
     # A causal model's streaming step, calibrated and converted on its own (see `stream`); None otherwise.
     step_prepared: torch.fx.GraphModule | None = None
     step_converted: torch.fx.GraphModule | None = None
+    scheme: str = DEFAULT_SCHEME  # how activations are quantized: static or dynamic (see `scheme`)
 
 
 def freeze(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
@@ -62,15 +63,29 @@ def convert_graph(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
            if any(not torch.isfinite(b).all() for b in m.buffers() if b.is_floating_point())]
     if bad:
         raise RuntimeError(f"non-finite quantization ranges in {bad[:4]}; calibrate on more (finite) data")
-    return convert_pt2e(copy.deepcopy(prepared))
+    return convert_pt2e(copy_prepared(prepared))
 
 
-def convert(prepared: torch.fx.GraphModule, model: XViT, mode: str) -> QuantizedModel:
+def copy_prepared(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """A deep copy of a prepared graph whose quantization annotations point at its own nodes. A plain deepcopy
+    copies each node's annotation apart from the graph, so the annotation's input nodes are copies outside
+    it; conversion then cannot find a dynamic input's choose-qparams node and fails ("No chose qparams node
+    found"). Static graphs convert either way."""
+    copied = copy.deepcopy(prepared)
+    nodes = {n.name: n for n in copied.graph.nodes}
+    for node in copied.graph.nodes:
+        note = node.meta.get("quantization_annotation")
+        if note is not None and note.input_qspec_map:
+            note.input_qspec_map = {nodes[k.name]: v for k, v in note.input_qspec_map.items()}
+    return copied
+
+
+def convert(prepared: torch.fx.GraphModule, model: XViT, mode: str, scheme: str = DEFAULT_SCHEME) -> QuantizedModel:
     """The int8 model of a prepared graph (`convert_graph`), with the float model of its weights."""
     converted = convert_graph(prepared)
     float_model = XViT(model.config)
     float_model.load_state_dict(float_state(prepared, float_model))
-    return QuantizedModel(mode, model.config, prepared, converted, float_model.eval())
+    return QuantizedModel(mode, model.config, prepared, converted, float_model.eval(), scheme=scheme)
 
 
 # The ops that do arithmetic; shape ops (views, slices, pads, transposes) just carry int8 or float values.

@@ -23,7 +23,7 @@ from .convert import QuantizedModel, convert
 from .guard import ObserverGuard
 from .metrics import agreement, collect_logits, log_quality, quality
 from .qat import fine_tune
-from .scheme import FLOAT_OPS, MODES, prepare
+from .scheme import DEFAULT_SCHEME, FLOAT_OPS, MODES, check_mode, check_scheme, prepare
 from .stream import StreamedClips, quantize_step
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,10 @@ class QuantizeOptions:
     grad_clip: float = 1.0
     workers: int = 2
     seed: int = 0
+    scheme: str = DEFAULT_SCHEME  # activations: static (calibrated ranges) or dynamic (see `scheme`)
 
     def check(self) -> None:
+        check_scheme(self.scheme)
         for name in ("epochs", "batch_size", "calib_batches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -119,7 +121,7 @@ def quantize(model: XViT, data: Data, mode: str, options: QuantizeOptions,
     torch.manual_seed(options.seed)
     info = DistInfo()
     model = model.eval()
-    prepared = prepare(model, mode, float_ops)
+    prepared = prepare(model, mode, float_ops, options.scheme)
     guard = ObserverGuard(prepared)
     history: list[dict] = []
     calibration: list[torch.Tensor] = []  # PTQ's calibration clips, which the streaming step reuses
@@ -128,7 +130,7 @@ def quantize(model: XViT, data: Data, mode: str, options: QuantizeOptions,
         calibrate(prepared, (b.clips for b in loader), options.calib_batches, guard, keep=calibration)
     else:
         history = fine_tune(prepared, data.train_set, data.val_set, data.cfg, guard, options.eval_batches)
-    q = convert(prepared, model, mode)
+    q = convert(prepared, model, mode, options.scheme)
     q.skipped = list(guard.skipped)
     # A causal model's streaming step gets its own calibration, on the fine-tuned weights after QAT. It follows
     # the default scheme, the only one a checkpoint saves, so the float-op ablations leave it out.
@@ -164,6 +166,7 @@ def quantize_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
     to `out` when given."""
     options = options or QuantizeOptions()
     options.check()
+    check_mode(mode, options.scheme)
     model, meta = load_checkpoint(checkpoint)
     if is_quantized(meta.extra):
         log.info("%s is already quantized: quantizing its float weights again", checkpoint)

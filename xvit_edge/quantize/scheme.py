@@ -21,6 +21,18 @@ Both leave two kinds of op in float although the XNNPACK quantizer would annotat
   Quantizing the cats cost the shipped checkpoint 10 dB of SQNR against fp32 (PTQ on its 600 held-out clips:
   23.1 dB with them in int8, 33.1 dB without); they move data and do no arithmetic.
 
+Activations are quantized one of two ways (`SCHEMES`):
+
+- `static` (the default): per-tensor scales found once, by calibration (PTQ) or fine-tuning (QAT). Every
+  runtime takes it: ExecuTorch (XNNPACK), onnxruntime (QDQ) and Core ML (W8A8).
+- `dynamic`: the scale of a linear's input is computed at every call from its values, weights per-channel
+  as above; only the linears are quantized (XNNPACK's dynamically quantized convolution fails on the
+  patch embedding's layout), and nothing needs calibrating. The converted PyTorch graph computes one scale
+  per tensor; XNNPACK's kernels (`qd8`) one per row, i.e. per token, which follows the activations more
+  closely. It is an ExecuTorch scheme: onnxruntime's and Core ML's exporters take static QDQ graphs only.
+  PTQ only: with no activation ranges, QAT has nothing of its own to learn beyond what fine-tuning in fp32
+  gives.
+
 The `ptq_adds_int8` and `ptq_cats_int8` entries of `quantization_benchmark` measure what quantizing each
 costs (README, int8 results). The XNNPACK quantizer's cat annotator ignores the filter function, so float
 ops are kept out by marking their nodes annotated-without-quantization before it runs.
@@ -40,6 +52,8 @@ from ..model import XViT
 log = logging.getLogger(__name__)
 
 MODES = ("qat", "ptq")
+SCHEMES = ("static", "dynamic")
+DEFAULT_SCHEME = "static"
 SCHEME_FORMAT = "xvit_edge.quantization"
 # 2: adds stay float; 3: cats too (FLOAT_OPS), older observer state has observers on them; 4: a causal model's
 # streaming step is calibrated too (`stream`)
@@ -52,11 +66,24 @@ MAX_BATCH = 4096
 FLOAT_OPS = (torch.ops.aten.add.Tensor, torch.ops.aten.cat.default)
 
 
-def quantizer_settings(mode: str) -> dict[str, Any]:
-    """What `build_quantizer(mode)` builds, as plain data: stored in every quantized checkpoint and checked
-    again when it is loaded."""
-    _check_mode(mode)
+def quantizer_settings(mode: str, scheme: str = DEFAULT_SCHEME) -> dict[str, Any]:
+    """What `build_quantizer(mode, scheme=scheme)` builds, as plain data: stored in every quantized checkpoint
+    and checked again when it is loaded."""
+    check_mode(mode, scheme)
     qat = mode == "qat"
+    if scheme == "dynamic":
+        return {
+            "quantizer": "executorch.backends.xnnpack.quantizer.xnnpack_quantizer.XNNPACKQuantizer",
+            "scheme": "dynamic",
+            "weight": {"dtype": "int8", "qscheme": "per_channel_symmetric", "ch_axis": 0, "quant_min": -127,
+                       "quant_max": 127, "observer": "PerChannelMinMaxObserver"},
+            "activation": {"dtype": "int8", "qscheme": "per_tensor_affine, computed at every call (XNNPACK: per "
+                           "token)", "quant_min": -128, "quant_max": 127, "observer": "PlaceholderObserver"},
+            "ops": ["linear"],
+            "bias": "float (folded into the int8 kernels by the runtime)",
+            "eps": EPS,
+            "capture": {"api": "torch.export.export", "model_mode": "eval", "dynamic_batch": [1, MAX_BATCH]},
+        }
     return {
         "quantizer": "executorch.backends.xnnpack.quantizer.xnnpack_quantizer.XNNPACKQuantizer",
         "weight": {"dtype": "int8", "qscheme": "per_channel_symmetric", "ch_axis": 0, "quant_min": -127,
@@ -72,9 +99,9 @@ def quantizer_settings(mode: str) -> dict[str, Any]:
     }
 
 
-def build_quantizer(mode: str, float_ops: tuple = FLOAT_OPS):
-    """The XNNPACK quantizer with our int8 config for `mode` ("qat" or "ptq"), leaving `float_ops` in float
-    (the ablation benchmark passes `()` to measure what quantizing them would cost)."""
+def build_quantizer(mode: str, float_ops: tuple = FLOAT_OPS, scheme: str = DEFAULT_SCHEME):
+    """The XNNPACK quantizer with our int8 config for `mode` ("qat" or "ptq") and `scheme`, leaving `float_ops`
+    in float (the ablation benchmark passes `()` to measure what quantizing them would cost)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
     from torchao.quantization.pt2e import (
         FakeQuantize,
@@ -82,11 +109,21 @@ def build_quantizer(mode: str, float_ops: tuple = FLOAT_OPS):
         MovingAverageMinMaxObserver,
         MovingAveragePerChannelMinMaxObserver,
         PerChannelMinMaxObserver,
+        PlaceholderObserver,
     )
     from torchao.quantization.pt2e.quantizer import QuantizationConfig, QuantizationSpec
 
-    _check_mode(mode)
+    check_mode(mode, scheme)
     qat = mode == "qat"
+    if scheme == "dynamic":
+        act = QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine,
+                               is_dynamic=True, observer_or_fake_quant_ctr=PlaceholderObserver.with_args(eps=EPS))
+        weight = QuantizationSpec(dtype=torch.int8, quant_min=-127, quant_max=127,
+                                  qscheme=torch.per_channel_symmetric, ch_axis=0,
+                                  observer_or_fake_quant_ctr=PerChannelMinMaxObserver.with_args(eps=EPS))
+        quantizer = XNNPACKQuantizer().set_global(QuantizationConfig(act, None, weight, None))
+        quantizer.SUPPORTED_PATTERNS = [p for p in quantizer.SUPPORTED_PATTERNS if p.name == "linear"]
+        return quantizer
     if qat:
         act_ctr = FakeQuantize.with_args(observer=MovingAverageMinMaxObserver, eps=EPS)
         weight_ctr = FakeQuantize.with_args(observer=MovingAveragePerChannelMinMaxObserver, eps=EPS)
@@ -151,14 +188,15 @@ def capture(model: XViT) -> torch.fx.GraphModule:
     return program.module()
 
 
-def prepare(model: XViT, mode: str, float_ops: tuple = FLOAT_OPS) -> torch.fx.GraphModule:
+def prepare(model: XViT, mode: str, float_ops: tuple = FLOAT_OPS,
+            scheme: str = DEFAULT_SCHEME) -> torch.fx.GraphModule:
     """Capture `model` and insert fake-quant modules (QAT) or observers (PTQ). The result is an exported
     graph: it has no train/eval modes (`.train()` and `.eval()` raise; see `capture`)."""
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
 
     graph = capture(model)
     fn = prepare_qat_pt2e if mode == "qat" else prepare_pt2e
-    prepared = fn(graph, build_quantizer(mode, float_ops))
+    prepared = fn(graph, build_quantizer(mode, float_ops, scheme))
     log.info("%s: %d %s inserted", mode.upper(), len(quant_modules(prepared)),
              "fake-quant modules" if mode == "qat" else "observers")
     return prepared
@@ -181,6 +219,15 @@ def float_state(prepared: nn.Module, model: XViT) -> dict[str, torch.Tensor]:
     return {k: state[k].detach().clone() for k in model.state_dict()}
 
 
-def _check_mode(mode: str) -> None:
+def check_mode(mode: str, scheme: str = DEFAULT_SCHEME) -> None:
     if mode not in MODES:
         raise ValueError(f"quantization mode must be one of {MODES}, got {mode!r}")
+    check_scheme(scheme)
+    if scheme == "dynamic" and mode != "ptq":
+        raise ValueError("the dynamic scheme has no activation ranges to learn: use --mode ptq with --scheme dynamic")
+
+
+def check_scheme(scheme: str) -> None:
+    """A ValueError naming the schemes for an unknown one."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown int8 scheme {scheme!r}; choose from {', '.join(SCHEMES)}")

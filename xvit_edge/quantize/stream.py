@@ -27,7 +27,7 @@ from ..model.streaming import StreamingStep, StreamState, streamable
 from .calibrate import calibrate
 from .convert import QuantizedModel, convert_graph
 from .guard import ObserverGuard
-from .scheme import FLOAT_OPS, MAX_BATCH, build_quantizer, quant_modules
+from .scheme import DEFAULT_SCHEME, FLOAT_OPS, MAX_BATCH, build_quantizer, quant_modules
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,12 @@ def capture_step(model: XViT) -> torch.fx.GraphModule:
     return program.module()
 
 
-def prepare_step(model: XViT) -> torch.fx.GraphModule:
-    """The step's graph with PTQ observers (the quantizer of `scheme`, with `FLOAT_OPS` kept float)."""
+def prepare_step(model: XViT, scheme: str = DEFAULT_SCHEME) -> torch.fx.GraphModule:
+    """The step's graph with PTQ observers (the quantizer of `scheme.build_quantizer` for `scheme`, with
+    `FLOAT_OPS` kept float)."""
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
-    prepared = prepare_pt2e(capture_step(model), build_quantizer(MODE, FLOAT_OPS))
+    prepared = prepare_pt2e(capture_step(model), build_quantizer(MODE, FLOAT_OPS, scheme))
     log.info("streaming step: %d observers inserted", len(quant_modules(prepared)))
     return prepared
 
@@ -92,7 +93,7 @@ def quantize_step(q: QuantizedModel, batches: Iterable[torch.Tensor | None], max
     (`q.step_prepared`, `q.step_converted`); nothing for a model that does not stream."""
     if not streamable(q.config):
         return
-    prepared = prepare_step(q.float_model)
+    prepared = prepare_step(q.float_model, q.scheme)
     _, skipped = calibrate_step(prepared, q.config, batches, max_batches)
     q.skipped += skipped
     q.step_prepared, q.step_converted = prepared, convert_graph(prepared)
