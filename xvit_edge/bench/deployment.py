@@ -99,6 +99,51 @@ def int8_checkpoint(model: XViT, labels: list[str], pre: Preprocessing, path: Pa
     return load_quantized(path, stream=stream)
 
 
+def _coreml(model: XViT, labels: list[str], pre: Preprocessing, tmp: Path, failed: list[dict],
+            quantized=None) -> dict:
+    """Core ML at each precision: the fp16 package's size and ops, and every precision's parity (its saved
+    program evaluated in numpy; int8: W8A8 from `quantized` against its converted model, else weight-only
+    against eager); a refused one is listed in `failed`."""
+    coreml: dict = {"parity": {}}
+    for precision in ("fp16", "fp32", "int8"):
+        try:
+            art = export(model, labels, pre, "coreml", tmp, precision, samples=2, quantized=quantized)
+        except ExportError as e:
+            log.warning("coreml %s: %s", precision, e)
+            failed.append({"form": f"coreml {precision}", "error": str(e)})
+            continue
+        parity = art.report["parity"]
+        coreml["parity"][precision] = {k: parity[k] for k in ("max_abs_diff", "sqnr_db", "top1_agreement")}
+        if precision == "int8":
+            coreml["int8_scheme"] = "W8A8" if quantized is not None else "weight-only"
+        if precision == "fp16":
+            coreml.update(size_mb=_size_mb(art.path), op_counts=art.report["coreml"]["op_counts"],
+                          weight_dtypes=art.report["coreml"]["weight_dtypes"],
+                          apple_runtime=art.report["coreml"]["apple_runtime"])
+    return coreml
+
+
+@dataclass
+class Form:
+    """One deployable form of one mode: what is timed, in which runtime, with which inputs."""
+
+    label: str  # e.g. "executorch int8"
+    runtime: str  # eager, executorch or onnxruntime
+    mode: str  # clip or stream (the incremental step)
+    precision: str
+    path: Path
+    shapes: list[list[int]]
+    report: dict | None = None
+
+
+def input_shapes(config: XViTConfig, mode: str) -> list[list[int]]:
+    """A clip, or the step's frame and state."""
+    frame = [config.in_chans, config.img_size, config.img_size]
+    if mode == "clip":
+        return [[1, config.num_frames, *frame]]
+    return [[1, *frame]] + [list(t.shape) for t in StreamState.zeros(config).as_tuple()]
+
+
 # What is timed: (label, target, precision, int8 scheme); dynamic int8 is an ExecuTorch scheme.
 FORMS = (("executorch fp32", "executorch", "fp32", None), ("onnx fp32", "onnx", "fp32", None),
          ("executorch int8", "executorch", "int8", "static"), ("onnx int8", "onnx", "int8", "static"),
