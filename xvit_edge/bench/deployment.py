@@ -212,8 +212,8 @@ def _row(form: Form, n: int, timing: dict, params_mb: float) -> dict:
 
 
 def run(preset: str, threads: list[int], repeats: int, warmup: int, checkpoint: Path | None = None,
-        int8_checkpoint_path: Path | None = None) -> dict:
-    """Export a model and time every form, clip and (for a causal model) the streaming step: eager fp32,
+        int8_checkpoint_path: Path | None = None, modes: tuple[str, ...] = ("clip", "stream")) -> dict:
+    """Export a model and time every form of each of `modes`, the clip model and the streaming step: eager fp32,
     ExecuTorch and ONNX in fp32 and int8, with each thread count, and int8's speed-up over fp32 per runtime;
     Core ML's size, ops and parity. The model is the preset with random weights (latency does not depend on
     them; its step is its causal variant's), or the trained model of `checkpoint` with its int8 form
@@ -231,6 +231,7 @@ def run(preset: str, threads: list[int], repeats: int, warmup: int, checkpoint: 
         cfg, labels, pre = meta.config, meta.labels, meta.preprocessing
         model.eval()
     step_model = model if streamable(cfg) else XViT(causal_variant(cfg)).eval()
+    stream = "stream" in modes
     failed: list[dict] = []
     # Random weights quantize poorly (a deep random model's int8 form is 24-29 dB from its converted model in
     # every runtime alike), and their accuracy means nothing anyway: their int8 forms are timed against a
@@ -241,21 +242,24 @@ def run(preset: str, threads: list[int], repeats: int, warmup: int, checkpoint: 
         quantized, step_quantized = {}, {}
         for scheme in ("static", "dynamic"):
             if scheme == "static" and int8_checkpoint_path is not None:
-                quantized[scheme] = step_quantized[scheme] = load_quantized(int8_checkpoint_path, stream=True)
+                quantized[scheme] = step_quantized[scheme] = load_quantized(int8_checkpoint_path, stream=stream)
                 continue
             quantized[scheme] = int8_checkpoint(model, labels, pre, tmp / f"int8_{scheme}.pt",
-                                                stream=step_model is model, scheme=scheme)
-            step_quantized[scheme] = quantized[scheme] if step_model is model else int8_checkpoint(
-                step_model, labels, pre, tmp / f"int8_{scheme}_step.pt", stream=True, scheme=scheme)
-        forms = (_forms(model, labels, pre, tmp, "clip", quantized, failed, min_sqnr)
-                 + _forms(step_model, labels, pre, tmp, "stream", step_quantized, failed, min_sqnr))
+                                                stream=stream and step_model is model, scheme=scheme)
+            if stream:
+                step_quantized[scheme] = quantized[scheme] if step_model is model else int8_checkpoint(
+                    step_model, labels, pre, tmp / f"int8_{scheme}_step.pt", stream=True, scheme=scheme)
+        forms = _forms(model, labels, pre, tmp, "clip", quantized, failed, min_sqnr) if "clip" in modes else []
+        if stream:
+            forms += _forms(step_model, labels, pre, tmp, "stream", step_quantized, failed, min_sqnr)
         coreml = _coreml(model, labels, pre, tmp, failed, quantized["static"] if int8_checkpoint_path else None)
         timings = _time(forms, threads, repeats, warmup)
         params_mb = sum(p.numel() * 4 for p in model.parameters()) / 1e6
         rows = [_row(f, n, timings[f.label, f.mode, n], params_mb) for f in forms for n in threads]
     return {"preset": cfg.name, "checkpoint": None if checkpoint is None else Path(checkpoint).name,
             "int8_checkpoint": None if int8_checkpoint_path is None else Path(int8_checkpoint_path).name,
-            "step_model": "the model itself" if step_model is model else f"{cfg.name}, causal variant",
+            "step_model": None if not stream else "the model itself" if step_model is model
+            else f"{cfg.name}, causal variant",
             "input_shape": input_shapes(cfg, "clip")[0], "rows": rows, "speedups": speedups(rows),
             "int8_min_sqnr_db": min_sqnr, "failed": failed, "coreml": coreml}
 
