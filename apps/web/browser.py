@@ -70,6 +70,35 @@ def rendered_frames(count: int, height: int, width: int, seed: int = 3) -> np.nd
     return np.ascontiguousarray(frames[:, top: top + height, left: left + width])
 
 
+def video_frames(path: Path, count: int, height: int, width: int) -> np.ndarray:
+    """The first `count` frames of a video file, centre-cropped to the aspect of `width` x `height` and resized
+    to it, `(count, height, width, 3)` uint8 RGB: a real clip for the fake camera to film."""
+    import cv2
+
+    from xvit_edge.files import opencv_path
+
+    frames = []
+    with opencv_path(path) as name:
+        capture = cv2.VideoCapture(name)
+        try:
+            while len(frames) < count:
+                ok, bgr = capture.read()
+                if not ok:
+                    break
+                h, w = bgr.shape[:2]
+                crop_w = min(w, round(h * width / height))
+                crop_h = min(h, round(crop_w * height / width))
+                top, left = (h - crop_h) // 2, (w - crop_w) // 2
+                crop = bgr[top: top + crop_h, left: left + crop_w]
+                frames.append(cv2.cvtColor(cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA),
+                                           cv2.COLOR_BGR2RGB))
+        finally:
+            capture.release()
+    if len(frames) < count:
+        raise ValueError(f"{path}: {len(frames)} frames decoded, {count} needed")
+    return np.stack(frames)
+
+
 def chromium(profile: Path, *flags: str, camera: Path | None = None):
     """A headless Chromium (selenium WebDriver) with a fresh profile in `profile`; with `camera`, a fake camera
     that plays that .y4m and the permission granted."""
