@@ -22,7 +22,7 @@ from typing import TextIO
 
 # Loggers of the toolchains that warn on every conversion.
 NOISY_LOGGERS = ("coremltools", "torch.onnx", "torch._export", "torch.export", "torchao", "executorch",
-                 "torch.utils._pytree", "onnxscript")
+                 "torch.utils._pytree", "onnxscript", "onnx_ir")
 
 
 @contextmanager

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 # fp32 take one path.
 _SKIPPED_STATE_PASS = "common::canonicalize_inplace_pattern"
 _WEIGHT_QUANTIZATION_PASS = "compression::linear_quantize_weights"
+_CONST_DEDUPLICATION_PASS = "common::const_deduplication"
 # SQNR bars (dB) against the eager model for the programs that round by design, with room below what was
 # measured (`CoreMLTarget.float_bar`); top-1 agreement must stay >= 99% as well.
 COREML_MIN_SQNR_DB = {"fp16_states": 50.0, "fp16": 45.0, "int8": 30.0}
@@ -88,6 +89,10 @@ def _convert(model, example, path, labels, precision, metadata, input_names, out
         # would run the default pipeline again, the failing state pass included.)
         pipeline.append_pass(_WEIGHT_QUANTIZATION_PASS)
         pipeline.set_options(_WEIGHT_QUANTIZATION_PASS, {"config": weight_quantization_config()})
+        # Deduplication would merge equal constants into one (the zero biases of a fresh model: a LayerNorm's
+        # beta and a linear's bias), which the quantization pass then refuses as one constant with two
+        # configs ("compression config conflict").
+        pipeline.remove_passes([_CONST_DEDUPLICATION_PASS])
     mlmodel = ct.convert(
         program,
         # fp32 inputs, as the sidecar and the preprocessing promise: with fp16 compute coremltools would make
