@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 INT8_MIN_SQNR_DB = 30.0
 INT8_MIN_AGREEMENT = 0.99
-QUANTIZE_COMMAND = "python -m xvit_edge.quantize --checkpoint CKPT --data DIR --mode qat --out OUT.pt"
+QUANTIZE_COMMAND = "python -m xvit_edge.quantize --checkpoint CKPT --data DIR --mode ptq --out OUT.pt"
 
 
 def int8_module(target: str, model: torch.nn.Module, quantized: QuantizedCheckpoint | None,

@@ -84,7 +84,7 @@ def load_quantized(path: str | os.PathLike, stream: bool = False) -> QuantizedCh
     model, meta = load_checkpoint(path)
     if not is_quantized(meta.extra):
         raise CheckpointError(f"{path}: not a quantized checkpoint (it has no quantization scheme); make one with "
-                              f"python -m xvit_edge.quantize --checkpoint {path} --data DIR --mode qat --out OUT.pt")
+                              f"python -m xvit_edge.quantize --checkpoint {path} --data DIR --mode ptq --out OUT.pt")
     scheme = meta.extra["quantization"]
     mode = scheme.get("mode")
     if scheme.get("format") != SCHEME_FORMAT or mode not in MODES or "observer_state" not in scheme:
