@@ -75,7 +75,14 @@ def open_capture(source: Source) -> Any:
     if isinstance(source, str) and not is_plain(source):  # OpenCV would crash on it
         raise CaptureError(f"{describe(source)}: a stream URL must be valid UTF-8 text")
     cv2 = _cv2()
-    cap = cv2.VideoCapture(source) if isinstance(source, int) else cv2.VideoCapture(source, cv2.CAP_FFMPEG)
+    # OpenCV logs its own "[ WARN ] can't open camera by index" lines when a camera is missing; the
+    # CaptureError below says it once, with what to do.
+    previous = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        cap = cv2.VideoCapture(source) if isinstance(source, int) else cv2.VideoCapture(source, cv2.CAP_FFMPEG)
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
     if not cap.isOpened():
         cap.release()
         why = "no such camera, or it is in use" if isinstance(source, int) else "unreachable or not a video stream"
