@@ -71,20 +71,7 @@ def quantizer_settings(mode: str, scheme: str = DEFAULT_SCHEME) -> dict[str, Any
     and checked again when it is loaded."""
     check_mode(mode, scheme)
     qat = mode == "qat"
-    if scheme == "dynamic":
-        return {
-            "quantizer": "executorch.backends.xnnpack.quantizer.xnnpack_quantizer.XNNPACKQuantizer",
-            "scheme": "dynamic",
-            "weight": {"dtype": "int8", "qscheme": "per_channel_symmetric", "ch_axis": 0, "quant_min": -127,
-                       "quant_max": 127, "observer": "PerChannelMinMaxObserver"},
-            "activation": {"dtype": "int8", "qscheme": "per_tensor_affine, computed at every call (XNNPACK: per "
-                           "token)", "quant_min": -128, "quant_max": 127, "observer": "PlaceholderObserver"},
-            "ops": ["linear"],
-            "bias": "float (folded into the int8 kernels by the runtime)",
-            "eps": EPS,
-            "capture": {"api": "torch.export.export", "model_mode": "eval", "dynamic_batch": [1, MAX_BATCH]},
-        }
-    return {
+    settings = {
         "quantizer": "executorch.backends.xnnpack.quantizer.xnnpack_quantizer.XNNPACKQuantizer",
         "weight": {"dtype": "int8", "qscheme": "per_channel_symmetric", "ch_axis": 0, "quant_min": -127,
                    "quant_max": 127, "fake_quant": "FakeQuantize" if qat else None,
@@ -97,6 +84,12 @@ def quantizer_settings(mode: str, scheme: str = DEFAULT_SCHEME) -> dict[str, Any
         "eps": EPS,
         "capture": {"api": "torch.export.export", "model_mode": "eval", "dynamic_batch": [1, MAX_BATCH]},
     }
+    if scheme == "dynamic":  # PTQ weights as above; activations quantized per call, on the linears only
+        del settings["float_ops"]
+        settings.update(scheme="dynamic", ops=["linear"], activation={
+            "dtype": "int8", "qscheme": "per_tensor_affine, computed at every call (XNNPACK: per token)",
+            "quant_min": -128, "quant_max": 127, "observer": "PlaceholderObserver"})
+    return settings
 
 
 def build_quantizer(mode: str, float_ops: tuple = FLOAT_OPS, scheme: str = DEFAULT_SCHEME):
@@ -114,28 +107,24 @@ def build_quantizer(mode: str, float_ops: tuple = FLOAT_OPS, scheme: str = DEFAU
     from torchao.quantization.pt2e.quantizer import QuantizationConfig, QuantizationSpec
 
     check_mode(mode, scheme)
-    qat = mode == "qat"
-    if scheme == "dynamic":
-        act = QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine,
-                               is_dynamic=True, observer_or_fake_quant_ctr=PlaceholderObserver.with_args(eps=EPS))
-        weight = QuantizationSpec(dtype=torch.int8, quant_min=-127, quant_max=127,
-                                  qscheme=torch.per_channel_symmetric, ch_axis=0,
-                                  observer_or_fake_quant_ctr=PerChannelMinMaxObserver.with_args(eps=EPS))
-        quantizer = XNNPACKQuantizer().set_global(QuantizationConfig(act, None, weight, None))
-        quantizer.SUPPORTED_PATTERNS = [p for p in quantizer.SUPPORTED_PATTERNS if p.name == "linear"]
-        return quantizer
+    qat, dynamic = mode == "qat", scheme == "dynamic"
     if qat:
         act_ctr = FakeQuantize.with_args(observer=MovingAverageMinMaxObserver, eps=EPS)
         weight_ctr = FakeQuantize.with_args(observer=MovingAveragePerChannelMinMaxObserver, eps=EPS)
     else:
-        act_ctr = HistogramObserver.with_args(eps=EPS)
+        act_ctr = (PlaceholderObserver if dynamic else HistogramObserver).with_args(eps=EPS)
         weight_ctr = PerChannelMinMaxObserver.with_args(eps=EPS)
     act = QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine,
-                           observer_or_fake_quant_ctr=act_ctr)
+                           is_dynamic=dynamic, observer_or_fake_quant_ctr=act_ctr)
     weight = QuantizationSpec(dtype=torch.int8, quant_min=-127, quant_max=127, qscheme=torch.per_channel_symmetric,
                               ch_axis=0, observer_or_fake_quant_ctr=weight_ctr)
-    quantizer = XNNPACKQuantizer().set_global(QuantizationConfig(act, act, weight, None, is_qat=qat))
-    _annotate_fast(quantizer, tuple(float_ops))
+    # Dynamic: inputs only (a linear's output stays float); static: inputs and outputs.
+    quantizer = XNNPACKQuantizer().set_global(QuantizationConfig(act, None if dynamic else act, weight, None,
+                                                                 is_qat=qat))
+    if dynamic:  # XNNPACK's dynamically quantized conv fails on the patch embedding's layout: linears only
+        quantizer.SUPPORTED_PATTERNS = [p for p in quantizer.SUPPORTED_PATTERNS if p.name == "linear"]
+    else:
+        _annotate_fast(quantizer, tuple(float_ops))
     return quantizer
 
 
