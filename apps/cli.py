@@ -21,7 +21,8 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from xvit_edge.cli_types import nonnegative_float, nonnegative_int, positive_fraction, positive_int, probability
+from xvit_edge.cli_types import (HelpFormatter, nonnegative_float, nonnegative_int, positive_fraction, positive_int,
+                                  probability)
 from xvit_edge.data.video import _cv2
 from xvit_edge.files import AtomicOutput, OutputError, check_output, opencv_path, printable, refuse_clobbering
 from xvit_edge.streaming import (CaptureError, FrameSource, LiveStats, ModelLoadError, Recognizer, Smoother,
@@ -39,15 +40,6 @@ EPILOG = ("exit codes: 0 the source ended or you quit; 1 a camera or stream was 
           "is too short for one prediction, or an output that is one of the inputs; 130 interrupted. Outputs are "
           "moved into place only when complete: a failed run leaves none")
 QUIT_KEYS = (ord("q"), 27)  # q, Esc
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except the empty ones (None, False) that would only add noise."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False):
-            return action.help
-        return super()._get_help_string(action)
 
 
 class AppError(Exception):
@@ -190,8 +182,9 @@ def _load(args: argparse.Namespace) -> tuple[Recognizer, Smoother]:
 
 
 def run_app(args: argparse.Namespace, source: str, *, display: bool, every_frame: bool, output: str | None,
-            title: str, source_flag: str = "--source") -> int:
-    """Stream `source` through the model; overlay each processed frame, show it and/or write it."""
+            title: str, source_flag: str = "--source", note: str | None = None) -> int:
+    """Stream `source` through the model; overlay each processed frame, show it and/or write it. `note` is
+    printed once the source has opened (after an error it would only be noise)."""
     _configure_logging()
     cv2 = _cv2()
     log_out: AtomicOutput | None = None
@@ -214,6 +207,8 @@ def run_app(args: argparse.Namespace, source: str, *, display: bool, every_frame
             capture.start()
         except CaptureError as e:
             raise AppError(str(e)) from e
+        if note:
+            print(f"note: {note}", file=sys.stderr)
         writer.fps = capture.fps if capture.fps > 0 else 25.0
         if args.json:
             log_out = AtomicOutput(args.json)
@@ -275,5 +270,7 @@ def run_app(args: argparse.Namespace, source: str, *, display: bool, every_frame
             stats += f"; {capture.end_message}"
         if writer.frames and kept:
             stats += f"; wrote {writer.frames} annotated frames to {printable(output)}"
+        if log_out is not None and kept:
+            stats += f"; wrote {processed} JSON lines to {printable(args.json)}"
         print(stats, flush=True)
     return code

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from xvit_edge.cli_types import HelpFormatter
 
 DEMO_CLASS = "rotate_cw"
 # The benchmark's clips are 16 frames, of which the model sees every second one (T = 8 segments): the demo
@@ -27,7 +28,7 @@ DEMO_FRAMES, DEMO_STEP, DEMO_SIZE, DEMO_FPS = 16, 2, 128, 8.0
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m apps.quickstart", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--out", default="quickstart", help="folder for the exported models, the clip and the "
                    "annotated video (created; files of the same names in it are replaced)")
     p.add_argument("--clip", help="a video to annotate instead of the rendered demo clip")

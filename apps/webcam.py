@@ -45,10 +45,10 @@ def every_frame(args: argparse.Namespace) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.headless and not args.output and not args.json:
-        print("note: --headless without --output or --json shows only label changes", file=sys.stderr)
+    quiet = args.headless and not args.output and not args.json
     return run_app(args, args.source, display=not args.headless, every_frame=every_frame(args), output=args.output,
-                   title="xvit_edge")
+                   title="xvit_edge",
+                   note="--headless without --output or --json shows only label changes" if quiet else None)
 
 
 if __name__ == "__main__":

@@ -67,12 +67,18 @@ def test_bench_quick_writes_results_table_and_plot(tmp_path):
     (tmp_path / "accuracy_pair.json").write_text(json.dumps(accuracy))
     # a full run adds the preset's deployment table (random weights); the report renders it from results.json
     results["deployment"] = {**d, "checkpoint": None, "preset": "xvit_test"}
+    # and the browser section (headless Chromium), which the report renders as its own table
+    results["web"] = {"rows": [{"model": "default", "config": "xvit_test", "precision": "fp32", "img_size": 32,
+                                "threads": 2, "latency_median_ms": 3.3, "latency_p90_ms": 4.5,
+                                "preprocess_median_ms": 1.5, "fps": 29.5}],
+                      "onnxruntime_web": "1.0", "camera": {"size": [640, 480], "fps": 30}, "browser": "Chromium"}
     (tmp_path / "results.json").write_text(json.dumps(results))
     assert main(["--report-only", "--out", str(tmp_path), "--update-readme", str(readme)]) == 0
     again = readme.read_text()
     assert "one time-reversed pair: move_right vs move_left" in again and "no `accuracy.json` yet" not in again
     assert "the default checkpoint `xvit_edge_nano_synthetic.pt`" in again and "`xvit_test`, random weights" in again
     assert again.count("| mixing | 8 |") == text.count("| mixing | 8 |")
+    assert "**In the browser**" in again and "| default (xvit_test, fp32) | 32 | 2 | 3.3 ms (4.5) | 1.5 ms | 29.5 |" in again
     assert main(["--report-only", "--out", str(tmp_path / "nothing")]) == 2
 
 

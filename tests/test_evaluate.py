@@ -87,6 +87,7 @@ def test_cli_reads_pairs_from_meta_json_writes_json_and_skips_a_corrupt_file(syn
     assert main(["--checkpoint", str(ckpt), "--data", str(data / "val"), "--clips", "2",
                  "--json", str(tmp_path / "s.json")]) == 0
     out = capsys.readouterr().out
+    assert f"wrote the scores to {tmp_path / 's.json'}" in out
     result = json.loads((tmp_path / "s.json").read_text())
     assert result["clips"] == 12 and "direction_accuracy" in result and result["paired_clips"] == 12
     assert f"top-1 {100 * result['top1']:.1f}% on 12 clips (2 temporal clip(s) x 1 crop(s) each)" in out

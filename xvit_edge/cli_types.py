@@ -14,8 +14,19 @@ import argparse
 import math
 from collections.abc import Callable
 
-__all__ = ["even_int_at_least", "finite_float", "float_in", "int_at_least", "nonnegative_float", "nonnegative_int",
-           "positive_even_int", "positive_float", "positive_fraction", "positive_int", "probability"]
+__all__ = ["HelpFormatter", "even_int_at_least", "finite_float", "float_in", "int_at_least", "nonnegative_float",
+           "nonnegative_int", "positive_even_int", "positive_float", "positive_fraction", "positive_int", "probability"]
+
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except the empty ones (None, False): those would only add "(default: None)"
+    after a help text that already says what happens without the flag."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _whole(text: str, what: str) -> int:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .cli_types import nonnegative_int, positive_int
+from .cli_types import HelpFormatter, nonnegative_int, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m xvit_edge.evaluate",
                                 description="Score a trained checkpoint on labelled clips (top-1, per class, "
                                 "confusions, time-reversal pairs), with test-time views.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", required=True, help="an xvit_edge checkpoint (from training, or a shipped one)")
     p.add_argument("--data", required=True,
                    help="clips to score: a folder with one sub-folder per class, or a CSV/txt list of 'path,label'; "
@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; nothing was written", file=sys.stderr)
         return 130
     print(printable(report(result)))  # labels from an older checkpoint may carry undecodable bytes
+    if args.json:
+        print(f"wrote the scores to {printable(args.json)}")
     return 0
 
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlencode
 
-from xvit_edge.cli_types import positive_fraction, positive_int, probability
+from xvit_edge.cli_types import HelpFormatter, positive_fraction, positive_int, probability
 
 from .server import WebError, check_model, check_runtime, make_server, tls_context
 
@@ -30,21 +30,12 @@ def default_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xvit_edge" / "web"
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except the empty ones (None, False) that would only add noise."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False):
-            return action.help
-        return super()._get_help_string(action)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m apps.web",
                                 description="Serve the browser demo on this machine and print its URL: a page that "
                                 "runs a stream-mode ONNX step in the browser (onnxruntime-web, WASM or WebGPU) on the "
                                 "camera or a video file.",
-                                formatter_class=_HelpFormatter,
+                                formatter_class=HelpFormatter,
                                 epilog="exit codes: 0 stopped with Ctrl-C; 2 bad arguments, a model that cannot be "
                                 "served, onnxruntime-web missing, or an address that cannot be bound. See docs/web.md "
                                 "for opening the page on a phone")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from ..cli_types import positive_int
+from ..cli_types import HelpFormatter, positive_int
 from ..assets import default_checkpoint
 from ..config import PRESETS
 from ..quiet import quiet_toolchains
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m xvit_edge.bench", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="every section, cut to finish in under 3 minutes: T in 4, 8, 16 and 3 timed runs after 1 "
                    "warm-up; deployment of the default checkpoint's clip model only; streaming in eager only, 40 frames end to "

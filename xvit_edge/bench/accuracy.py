@@ -34,6 +34,7 @@ from ..config import XViTConfig, causal_variant, get_config, space_only_baseline
 from ..data.synthetic import CLASSES, PAIRS, VERSION, write_dataset
 from ..model.init import SCRATCH_INITS
 from ..model.weights import load_checkpoint, save_checkpoint
+from ..cli_types import HelpFormatter
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +249,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m xvit_edge.bench.accuracy", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     d = Recipe()
     p.add_argument("--quick", action="store_true",
                    help="a tiny model on a tiny generated set for one epoch: checks the pipeline, not accuracy")

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from ..cli_types import nonnegative_int, positive_int
+from ..cli_types import HelpFormatter, nonnegative_int, positive_int
 from .timing import median_p90
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ INT_TYPES = ("int8", "uint8")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m xvit_edge.bench.profile", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--runtime", choices=RUNTIMES, default="onnx", help="onnxruntime (.onnx) or ExecuTorch (.pte)")
     p.add_argument("--mode", choices=("clip", "stream"), default="clip",
                    help="the whole-clip model, or the incremental streaming step of a causal model")

@@ -15,11 +15,12 @@ from pathlib import Path
 
 from ..quantize import QuantizeOptions, quantization_benchmark
 from .accuracy import tag_error, tagged
+from ..cli_types import HelpFormatter
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m xvit_edge.bench.quantization", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     d = QuantizeOptions()
     p.add_argument("--checkpoint", type=Path, required=True, help="the trained fp32 xvit_edge checkpoint")
     p.add_argument("--data", type=Path, required=True,

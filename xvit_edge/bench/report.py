@@ -35,6 +35,11 @@ def markdown(results: dict) -> str:
         from .streaming import markdown as streaming_markdown
 
         lines += [""] + streaming_markdown(results["streaming"])
+    if results.get("web"):
+        from .web import table as web_table
+
+        lines += ["", "**In the browser** (`apps/web`, the streaming step in onnxruntime-web):", "",
+                  web_table(results["web"])]
     return "\n".join(lines) + "\n"
 
 

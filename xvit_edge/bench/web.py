@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..cli_types import positive_float, positive_int
+from ..cli_types import HelpFormatter, positive_float, positive_int
 from ..config import PRESETS, Preprocessing, causal_variant, get_config
+from ..files import OutputError, check_output, printable, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -155,27 +156,35 @@ def table(results: dict[str, Any]) -> str:
                                f"camera {cam['size'][0]}x{cam['size'][1]} at {cam['fps']} fps (fps cannot exceed it).")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m xvit_edge.bench.web", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--preset", default="xvit_edge_tiny", choices=sorted(PRESETS),
                    help="the preset measured beside the shipped checkpoint (causal variant, random weights)")
     p.add_argument("--threads", type=positive_int, nargs="+", default=[1, 2], help="WASM thread counts")
     p.add_argument("--seconds", type=positive_float, default=10.0, help="measuring window per run")
     p.add_argument("--warmup", type=positive_float, default=3.0, help="seconds of running before the window")
     p.add_argument("--json", metavar="PATH", help="also write the results here")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     # Our progress lines; the export toolchains' own INFO chatter stays off.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
     try:
+        if args.json:  # checked first: a measurement is not thrown away for want of a place to write it
+            check_output(args.json, "--json", create_folders=True)
         results = run(args.preset, args.threads, args.seconds, args.warmup)
-    except Unavailable as e:
+        if args.json:
+            write_text_atomic(args.json, json.dumps(results, indent=2))
+    except (Unavailable, OSError, OutputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
     print(table(results))
+    if args.json:
+        print(f"wrote {printable(args.json)}")
     return 0
 
 

@@ -437,7 +437,7 @@ def write_dataset(out: str | Path, classes: Sequence[str] | None = None, train_p
     write_text_atomic(out / "meta.json", json.dumps(meta, indent=2) + "\n")
     summary = {"out": str(out), "classes": classes, "clips": {s: counts[s] * len(classes) for s in SPLITS},
                "seconds": round(seconds, 2)}
-    log.info("wrote %d clips to %s in %.1f s", len(jobs), out, seconds)
+    log.debug("wrote %d clips to %s in %.1f s", len(jobs), out, seconds)
     return summary
 
 

@@ -9,7 +9,7 @@ import sys
 
 from tqdm import tqdm
 
-from ..cli_types import finite_float, positive_int
+from ..cli_types import HelpFormatter, finite_float, positive_int
 from ..assets import default_checkpoint
 from ..model.weights import CheckpointError, load_checkpoint
 from ..quantize.checkpoint import is_quantized, load_quantized
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m xvit_edge.export",
         description="Export an xvit_edge checkpoint to ExecuTorch (.pte, XNNPACK), Core ML (.mlpackage) or ONNX, "
         "write a sidecar JSON beside each artifact, and verify it against the eager model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--target", required=True, choices=[*TARGETS, "all"], help="what to export; 'all' for the three")
     p.add_argument("--checkpoint",
                    help="an xvit_edge checkpoint (from python -m xvit_edge.train or xvit_edge.quantize); its config "

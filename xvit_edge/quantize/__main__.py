@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..cli_types import nonnegative_int, positive_float, positive_int
+from ..cli_types import HelpFormatter, nonnegative_int, positive_float, positive_int
 from ..quiet import quiet_toolchains
 from .pipeline import QuantizeOptions, quantize_checkpoint
 from .scheme import MODES, SCHEMES
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         "activations, static or dynamic: see --scheme) by quantization-aware fine-tuning (qat) or post-training calibration (ptq), "
         "report SQNR, top-1 agreement and accuracy against fp32 on the held-out split, and write a quantized "
         "checkpoint for python -m xvit_edge.export --precision int8.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", required=True, help="the fp32 xvit_edge checkpoint to quantize (e.g. best.pt)")
     p.add_argument("--data", required=True,
                    help="dataset folder with a 'train' and a 'val' split (a folder per class, or train.csv / "

@@ -11,8 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..cli_types import (finite_float, nonnegative_float, nonnegative_int, positive_float, positive_fraction,
-                         positive_int, probability)
+from ..cli_types import (HelpFormatter, finite_float, nonnegative_float, nonnegative_int, positive_float,
+                         positive_fraction, positive_int, probability)
 from ..config import PRESETS, XViTConfig
 from ..files import printable
 from ..model.init import SCRATCH_INITS
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m xvit_edge.train",
         description="Fine-tune an X-ViT video classifier on your clips. Run under torchrun for "
         "DistributedDataParallel on several processes (gloo on CPU, nccl on GPU).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--train-data", required=True,
                    help="training clips: a folder with one sub-folder per class, or a CSV/txt list of 'path,label'")
     p.add_argument("--val-data", help="validation clips, same forms as --train-data; evaluated after every epoch")
