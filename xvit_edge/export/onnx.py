@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 #   QuantizeLinear/DequantizeLinear around it, which the quantization scheme puts there
 #   (`python -m xvit_edge.bench.profile --runtime onnx --precision int8` shows where).
 # - Measured and not better: 7-bit weights (u8 x s8 without saturation) 23.5 dB against the converted model;
+#   7-bit activations (the same, at half the cost: 29.4 dB against fp32 where exact 8-bit gives 30.2; tiny 1.34x
+#   fp32 against 1.14x at 1 thread) need their own calibration and a Clip before every QuantizeLinear, and would
+#   waste a bit on VNNI and ARM (docs/quantization.md);
 #   onnxruntime's quantize_dynamic 21.0 dB, as fast as fp32 on nano; its quantize_static, QDQ or QOperator,
 #   slower than ours; ORT_ENABLE_EXTENDED the same as ORT_ENABLE_ALL.
 # fp32 graphs have no QDQ nodes, so none of this changes anything for them.
