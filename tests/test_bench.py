@@ -82,6 +82,22 @@ def test_bench_quick_writes_results_table_and_plot(tmp_path):
     assert main(["--report-only", "--out", str(tmp_path / "nothing")]) == 2
 
 
+def test_bad_outputs_are_refused_before_measuring(tmp_path, capsys):
+    """A half-hour run must not end on an output it cannot write: each is checked first, in one line, exit 2."""
+    a_file, plain = tmp_path / "a_file", tmp_path / "plain.md"
+    a_file.write_text("keep")
+    plain.write_text("no markers\n")
+    cases = [(["--out", str(a_file)], "is a file; name a folder"),
+             (["--out", str(tmp_path / "b"), "--update-readme", str(tmp_path / "none.md")], "none.md: no such file"),
+             (["--out", str(tmp_path / "b"), "--update-readme", str(plain)], "block to update"),
+             (["--report-only", "--out", str(tmp_path / "b")], "run python -m xvit_edge.bench first")]
+    for argv, says in cases:
+        assert main(["--quick", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert a_file.read_text() == "keep" and plain.read_text() == "no markers\n" and not (tmp_path / "b").exists()
+
+
 def test_accuracy_bench_quick_trains_scores_and_saves_a_checkpoint(tmp_path):
     """The pipeline end to end on a tiny generated set. Accuracy itself is not asserted (one epoch), but the
     space-only baseline's direction accuracy must be exactly 50%: the two clips of a pair hold the same frames

@@ -28,9 +28,10 @@ import torch
 from ..cli_types import HelpFormatter, positive_int
 from ..assets import default_checkpoint
 from ..config import PRESETS
+from ..files import OutputError, check_output, printable, write_text_atomic
 from ..quiet import quiet_toolchains
 from . import complexity, deployment, peak, streaming, web
-from .report import markdown, update_readme
+from .report import check_readme, markdown, update_readme
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +67,26 @@ def _trained_results(out: Path) -> dict:
 def _report_only(out: Path, readme: str | None) -> int:
     path = out / "results.json"
     if not path.is_file():
-        print(f"error: {path} does not exist; run python -m xvit_edge.bench first", file=sys.stderr)
-        return 2
+        raise ValueError(f"{printable(path)} does not exist; run python -m xvit_edge.bench first")
     results = {**json.loads(path.read_text()), **_trained_results(out)}
-    path.write_text(json.dumps(results, indent=2))
+    write_text_atomic(path, json.dumps(results, indent=2))
     table = markdown(results)
-    (out / "results.md").write_text(table)
+    write_text_atomic(out / "results.md", table)
     if readme:
         update_readme(Path(readme), table)
     print(table)
     return 0
+
+
+def check_outputs(out: Path, readme: str | None) -> None:
+    """Refuse, before measuring, an --out that is a file or cannot be made, and an --update-readme that cannot be
+    updated (ValueError, OSError)."""
+    if readme:
+        check_readme(Path(readme))
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {printable(out)} is a file; name a folder for the results")
+    out.mkdir(parents=True, exist_ok=True)
+    check_output(out / "results.json", "--out")
 
 
 def measure_all(args: argparse.Namespace, out: Path) -> dict:
@@ -135,18 +146,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = Path(args.out)
-    if args.report_only:
-        return _report_only(out, args.update_readme)
-    out.mkdir(parents=True, exist_ok=True)
-    with quiet_toolchains(args.verbose):
-        results = measure_all(args, out)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    complexity.plot(results["complexity"], out / "complexity.png")
-    streaming.plot(results["streaming"], out / "streaming.png")
-    table = markdown(results)
-    (out / "results.md").write_text(table)
-    if args.update_readme:
-        update_readme(Path(args.update_readme), table)
+    try:
+        if args.report_only:
+            return _report_only(out, args.update_readme)
+        check_outputs(out, args.update_readme)
+        with quiet_toolchains(args.verbose):
+            results = measure_all(args, out)
+        write_text_atomic(out / "results.json", json.dumps(results, indent=2))
+        complexity.plot(results["complexity"], out / "complexity.png")
+        streaming.plot(results["streaming"], out / "streaming.png")
+        table = markdown(results)
+        write_text_atomic(out / "results.md", table)
+        if args.update_readme:
+            update_readme(Path(args.update_readme), table)
+    except (OSError, ValueError) as e:  # OutputError is a ValueError
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(table)
     print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'complexity.png'}, {out / 'streaming.png'} "
           f"in {results['elapsed_s']:.0f} s")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..files import printable, write_text_atomic
+
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
@@ -153,11 +155,21 @@ def accuracy_lines(runs: list[dict] | None, quantization: list[dict] | None = No
     return lines
 
 
+def check_readme(readme: Path) -> str:
+    """`readme`'s text; a ValueError unless it is a readable file with the bench markers, in order (checked before
+    a run, so that a half-hour measurement does not end on a README it cannot update)."""
+    if not readme.is_file():
+        raise ValueError(f"{printable(readme)}: no such file; name the README whose results block to update")
+    text = readme.read_text(encoding="utf-8")
+    if START not in text or END not in text.split(START, 1)[1]:
+        raise ValueError(f"{printable(readme)}: no '{START}' ... '{END}' block to update; add the two markers "
+                         "where the results should go")
+    return text
+
+
 def update_readme(readme: Path, table: str) -> None:
-    """Replace the text between the bench markers of `readme` with `table`."""
-    text = readme.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"{readme}: no '{START}' ... '{END}' block to update")
-    head, rest = text.split(START, 1)
+    """Replace the text between the bench markers of `readme` with `table` (the file replaced only when
+    complete)."""
+    head, rest = check_readme(readme).split(START, 1)
     _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{table}{END}{tail}")
+    write_text_atomic(readme, f"{head}{START}\n{table}{END}{tail}")
