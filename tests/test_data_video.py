@@ -201,7 +201,7 @@ def test_preprocessing_rejects_bad_input():
         preprocess_frames(np.zeros((2, 8, 8, 3), np.float32), PRE)
     with pytest.raises(ValueError, match=r"\(T, H, W, 3\)"):
         preprocess_frames(np.zeros((8, 8, 3), np.uint8), PRE)
-    with pytest.raises(ValueError, match="crop_size 64 is larger than resize_shorter 32"):
+    with pytest.raises(ValueError, match="1 <= crop_size <= resize_shorter, got 64 and 32"):
         preprocess_frames(np.zeros((1, 8, 8, 3), np.uint8), Preprocessing(resize_shorter=32, crop_size=64))
 
 

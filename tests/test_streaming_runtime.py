@@ -327,7 +327,8 @@ def test_artifact_and_sidecar_are_checked_against_each_other(stream_artifacts, t
     refused({k: v for k, v in original.items() if k != "target"}, "the sidecar lacks target")
     refused({**original, "labels": original["labels"][:-1]}, "labels are not 10 names")
     refused({**original, "artifact_sha256": "0" * 64}, "written for another file")
-    clip_like = {**original, "mode": "clip", "input": {**original["input"], "shape": [1, 4, 3, 32, 32]}}
+    clip_like = {**original, "mode": "clip", "input": {**original["input"], "shape": [1, 4, 3, 32, 32]},
+                 "state_shapes": {}}  # a sidecar true to itself, but not to the artifact beside it
     del clip_like["artifact_sha256"]
     refused(clip_like, r"does not match its sidecar: inputs")
     fake = tmp_path / ("fake" + model.suffix)

@@ -8,6 +8,7 @@ suite runs in seconds.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,22 @@ SYMMETRIC_OFFSETS = (1, -1)
 CAUSAL_OFFSETS = (-1, -2)
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+# What each annotated field type accepts (floats finite; an int is a float here, as in Python).
+_FIELD_KINDS = {"int": _is_int, "float": lambda v: _is_number(v) and math.isfinite(v),
+                "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str),
+                "tuple[int, ...]": lambda v: isinstance(v, tuple) and all(_is_int(i) for i in v)}
+_KIND_NAMES = {"int": "a whole number", "float": "a finite number", "bool": "true or false", "str": "a string",
+               "tuple[int, ...]": "a tuple of whole numbers"}
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How raw RGB frames become model input; travels with the weights (ImageNet-21k ViTs use 0.5/0.5)."""
@@ -30,6 +47,23 @@ class Preprocessing:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     resize_shorter: int = 256  # shorter side before the centre crop
     crop_size: int = 224  # equals the model's img_size
+
+    def __post_init__(self) -> None:
+        # A checkpoint or sidecar is edited by hand at times: std 0 would turn every frame into NaN (and every
+        # answer into "class 0"), a crop larger than the resize cannot be taken.
+        def three(values: Any, what: str, positive: bool) -> None:
+            ok = (isinstance(values, tuple | list) and len(values) == 3
+                  and all(_is_number(v) and math.isfinite(v) and (v > 0 or not positive) for v in values))
+            if not ok:
+                raise ValueError(f"Preprocessing: {what} must be 3 finite numbers{', each > 0' if positive else ''}, "
+                                 f"got {values!r}")
+
+        three(self.mean, "mean", positive=False)
+        three(self.std, "std", positive=True)
+        if not (_is_int(self.crop_size) and _is_int(self.resize_shorter) and 1 <= self.crop_size
+                <= self.resize_shorter):
+            raise ValueError(f"Preprocessing: crop_size and resize_shorter must be whole numbers with 1 <= crop_size "
+                             f"<= resize_shorter, got {self.crop_size!r} and {self.resize_shorter!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -97,6 +131,15 @@ class XViTConfig:
             if not cond:
                 raise ValueError(f"XViTConfig {self.name!r}: {msg}")
 
+        for f in dataclasses.fields(self):  # a hand-edited checkpoint or --set value of the wrong kind
+            value, kind = getattr(self, f.name), _FIELD_KINDS.get(str(f.type))
+            need(kind is None or kind(value), f"{f.name} must be {_KIND_NAMES[str(f.type)]}, got {value!r}")
+        for name in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_classes", "head_depth"):
+            need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        need(self.mlp_ratio > 0, f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+        need(0 <= self.drop_rate < 1 and 0 <= self.drop_path_rate < 1,
+             f"drop_rate and drop_path_rate must be in [0, 1), got {self.drop_rate} and {self.drop_path_rate}")
+        need(self.layer_norm_eps > 0 and self.head_layer_norm_eps > 0, "layer norm eps must be > 0")
         need(self.attention in ATTENTIONS, f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
         need(self.head in HEADS, f"head must be one of {HEADS}, got {self.head!r}")
         need(self.mix_layout in MIX_LAYOUTS, f"mix_layout must be one of {MIX_LAYOUTS}, got {self.mix_layout!r}")

@@ -108,4 +108,21 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
             or len(labels) != data["config"].num_classes:
         raise ValueError(f"{path}: its labels are not {data['config'].num_classes} names, one per class of the "
                          "model's output")
+    _check_shapes(path, data)
     return data
+
+
+def _check_shapes(path: str | Path, data: dict[str, Any]) -> None:
+    """The recorded frames, input and state shapes must be the config's: an edited config (say num_frames)
+    would otherwise have the runtime answer before its window is full, silently."""
+    config, pre = data["config"], data["preprocessing"]
+    t, c, s = config.num_frames, config.in_chans, config.img_size
+    shape = [1, t, c, s, s] if data["mode"] == "clip" else [1, c, s, s]
+    state = StreamState.shapes(config) if data["mode"] == "stream" else {}
+    try:
+        recorded = (data["frames"], data["input"]["shape"], data["output"]["shape"], data.get("state_shapes") or {})
+    except (TypeError, KeyError) as e:
+        raise ValueError(f"{path}: its input or output record is not valid ({e}); export the model again") from e
+    if pre.crop_size != s or recorded != (t, shape, [1, config.num_classes], state):
+        raise ValueError(f"{path}: its frames, crop or input/output shapes do not match its config ({t} frames of "
+                         f"{s} px, {config.num_classes} classes); export the model again")

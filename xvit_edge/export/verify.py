@@ -7,6 +7,8 @@ import math
 import numpy as np
 import torch
 
+from .errors import ExportError
+
 
 def sample_inputs(config, count: int, seed: int = 0, preprocessing=None, frames: int | None = None,
                   ) -> list[torch.Tensor]:
@@ -39,6 +41,13 @@ def sqnr_db(reference: torch.Tensor, test: torch.Tensor) -> float:
 
 
 def compare(reference: list[torch.Tensor], outputs: list[torch.Tensor]) -> dict[str, float]:
+    """Distance of `outputs` from `reference`; an ExportError if either is not finite (NaN compares as "not
+    larger than the bar", so a NaN model would otherwise pass every check with a NaN figure)."""
     ref, out = torch.cat(reference).float(), torch.cat(outputs).float()
+    if not torch.isfinite(ref).all():
+        raise ExportError("the model itself outputs NaN or infinite logits on the verification clips: check its "
+                          "weights and preprocessing")
+    if not torch.isfinite(out).all():
+        raise ExportError("the artifact outputs NaN or infinite logits where the model does not")
     return {"samples": len(reference), "max_abs_diff": float((ref - out).abs().max()),
             "sqnr_db": sqnr_db(ref, out), "top1_agreement": float((ref.argmax(-1) == out.argmax(-1)).float().mean())}

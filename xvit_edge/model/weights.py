@@ -166,11 +166,27 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[XViT, Checkpoint]:
         preprocessing = Preprocessing.from_dict(obj["preprocessing"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: invalid config or preprocessing: {e}") from e
+    labels = _check_labels(obj.get("labels"), config, preprocessing, path)
     model = XViT(config)
     _load_exact(model, obj["state_dict"], str(path))
     extra = {k: v for k, v in obj.items()
              if k not in ("format", "version", "config", "state_dict", "labels", "preprocessing")}
-    return model.eval(), Checkpoint(config, list(obj["labels"]), preprocessing, extra)
+    return model.eval(), Checkpoint(config, labels, preprocessing, extra)
+
+
+def _check_labels(labels: Any, config: XViTConfig, preprocessing: Preprocessing,
+                  path: str | os.PathLike) -> list[str]:
+    """The labels, if they name each class once, and the crop matches the model's input; a CheckpointError
+    otherwise (a hand-edited file would fail later in a runtime, or silently index the wrong name)."""
+    if not (isinstance(labels, list | tuple) and all(isinstance(x, str) and x for x in labels)):
+        raise CheckpointError(f"{path}: its labels are not a list of names")
+    if len(labels) != config.num_classes or len(set(labels)) != len(labels):
+        raise CheckpointError(f"{path}: {len(labels)} labels ({len(set(labels))} distinct) for a model with "
+                              f"{config.num_classes} classes; each class needs one name of its own")
+    if preprocessing.crop_size != config.img_size:
+        raise CheckpointError(f"{path}: preprocessing crops {preprocessing.crop_size} px but the model takes "
+                              f"{config.img_size} px frames")
+    return list(labels)
 
 
 def _load_exact(model: XViT, state: Mapping[str, torch.Tensor], source: str) -> None:
@@ -181,6 +197,10 @@ def _load_exact(model: XViT, state: Mapping[str, torch.Tensor], source: str) -> 
         raise CheckpointError(f"{source}: does not match config {model.config.name!r}: "
                               f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     _check_shapes(model, state, source)
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:  # a diverged run saved by other means: every answer would be NaN
+        raise CheckpointError(f"{source}: {bad} holds NaN or infinite values; use a checkpoint from before the "
+                              "training diverged")
     model.load_state_dict(state)
 
 

@@ -33,6 +33,8 @@ def parse_overrides(items: list[str]) -> dict:
             raise argparse.ArgumentTypeError(f"--set expects key=value, got {item!r}")
         if key == "num_classes":
             raise argparse.ArgumentTypeError("--set num_classes: the number of classes comes from the training data")
+        if key == "name":
+            raise argparse.ArgumentTypeError("--set name: the name is the --preset's")
         if key not in fields:
             raise argparse.ArgumentTypeError(f"--set {key}: not an XViTConfig field; fields: {', '.join(fields)}")
         if fields[key].type in ("bool", bool):
