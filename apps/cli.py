@@ -21,10 +21,11 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from xvit_edge.cli_types import (HelpFormatter, nonnegative_float, nonnegative_int, positive_fraction, positive_int,
-                                  probability)
+from xvit_edge.cli_types import (nonnegative_float, nonnegative_int, positive_fraction, positive_int, probability,
+                                 thread_count)
 from xvit_edge.data.video import _cv2
 from xvit_edge.files import AtomicOutput, OutputError, check_output, opencv_path, printable, refuse_clobbering
+from xvit_edge.signals import terminate_as_interrupt
 from xvit_edge.streaming import (CaptureError, FrameSource, LiveStats, ModelLoadError, Recognizer, Smoother,
                                  default_threads, run_stream)
 from xvit_edge.streaming.backends import sidecar_path
@@ -61,7 +62,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
                    "encode each new frame once and carry the state (a stream-mode export, or a causal checkpoint). "
                    "Default: incremental when the model offers it, else clip")
     p.add_argument("--stride", type=positive_int, default=1, help="clip mode: run the model every N frames")
-    p.add_argument("--threads", type=positive_int, default=default_threads(),
+    p.add_argument("--threads", type=thread_count, default=default_threads(),
                    help="inference threads; the default leaves one core to the capture thread's decoding")
     p.add_argument("--smoothing", choices=METHODS, default="ema",
                    help="temporal smoothing of the scores: ema (moving average of probabilities), vote (majority of "
@@ -185,6 +186,7 @@ def run_app(args: argparse.Namespace, source: str, *, display: bool, every_frame
             title: str, source_flag: str = "--source", note: str | None = None) -> int:
     """Stream `source` through the model; overlay each processed frame, show it and/or write it. `note` is
     printed once the source has opened (after an error it would only be noise)."""
+    terminate_as_interrupt()  # a killed run discards its temporary outputs as an interrupted one does
     _configure_logging()
     cv2 = _cv2()
     log_out: AtomicOutput | None = None

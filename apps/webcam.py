@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from xvit_edge.cli_types import HelpFormatter
 from xvit_edge.streaming.capture import is_live, parse_source
 
-from .cli import EPILOG, HelpFormatter, add_common_args, run_app
+from .cli import EPILOG, add_common_args, run_app
 
 
 def build_parser() -> argparse.ArgumentParser:

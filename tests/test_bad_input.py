@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -290,6 +292,28 @@ def test_an_empty_class_folder_is_refused_by_name(synth, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_training_that_could_use_no_clip_or_one_class_saves_nothing(synth, tmp_path, capsys, monkeypatch):
+    """Unreadable clips only, or one class: an untrained (or meaningless) model must not be saved as a result."""
+    # the skipped clips are logged: a fresh handler on this test's stderr, not an earlier test's closed one
+    monkeypatch.setattr(logging.root, "handlers", [])
+    text = tmp_path / "text"
+    for cls in ("grow", "shrink"):
+        (text / cls).mkdir(parents=True)
+        (text / cls / "a.mp4").write_text("not a video")
+    one = tmp_path / "one" / "grow"
+    one.mkdir(parents=True)
+    for src in (synth / "train" / "grow").iterdir():
+        (one / src.name).write_bytes(src.read_bytes())
+    cases = [(train_args(text, tmp_path / "r1"), "no training clip could be used (2 unreadable"),
+             (train_args(synth / "train", tmp_path / "r2", "--val-data", str(text)),
+              "no validation clip could be used"),
+             (train_args(one.parent, tmp_path / "r3"), "1 class (grow); a classifier needs at least 2")]
+    for argv, says in cases:
+        assert train_main(argv) == 2, argv
+        assert says in one_error(capsys.readouterr().err)
+    assert not any((tmp_path / r / "last.pt").exists() for r in ("r1", "r2", "r3"))
+
+
 # ---------------------------------------------------------------------------------- numbers out of range
 
 QUANTIZE_ARGS = ["--checkpoint", "m.pt", "--data", "d", "--mode", "ptq", "--out", "q.pt"]
@@ -300,7 +324,7 @@ QUANTIZE_ARGS = ["--checkpoint", "m.pt", "--data", "d", "--mode", "ptq", "--out"
     (train_main, ["--epochs", "0"], "argument --epochs: must be a whole number >= 1"),
     (train_main, ["--lr", "0"], "argument --lr: must be a number > 0, got '0'"),
     (train_main, ["--lr", "nan"], "argument --lr: must be a finite number, got 'nan'"),
-    (train_main, ["--workers", "-1"], "argument --workers: must be a whole number >= 0"),
+    (train_main, ["--workers", "-1"], "argument --workers: must be a whole number from 0 to"),
     (train_main, ["--std", "0.2", "0", "0.2"], "argument --std: must be a number > 0, got '0'"),
     (train_main, ["--label-smoothing", "1.5"], "argument --label-smoothing: must be a number in [0, 1]"),
     (train_main, ["--lr", "1e-4", "--min-lr", "1e-3"], "--min-lr 0.001 is above --lr 0.0001"),
@@ -321,15 +345,27 @@ QUANTIZE_ARGS = ["--checkpoint", "m.pt", "--data", "d", "--mode", "ptq", "--out"
     (quantize_main, [*QUANTIZE_ARGS, "--batch-size", "0"], "argument --batch-size: must be a whole number >= 1"),
     (quantize_main, [*QUANTIZE_ARGS, "--calib-batches", "0"], "argument --calib-batches: must be a whole number"),
     (quantize_main, [*QUANTIZE_ARGS, "--lr", "inf"], "argument --lr: must be a finite number, got 'inf'"),
-    (bench_main, ["--threads", "0"], "argument --threads: must be a whole number >= 1, got '0'"),
+    (bench_main, ["--threads", "0"], "argument --threads: must be a whole number from 1 to"),
+    # thousands of threads crash OpenBLAS/OpenMP (a segmentation fault) instead of running slowly
+    (evaluate_main, ["--checkpoint", "m.pt", "--data", "d", "--threads", "100000"], "from 1 to"),
+    (bench_main, ["--threads", "1", "100000"], "argument --threads: must be a whole number from 1 to"),
+    (train_main, ["--workers", "100000"], "argument --workers: must be a whole number from 0 to"),
+    (train_main, ["--device", "bogus"], "argument --device: must be cpu, cuda or cuda:N, got 'bogus'"),
+    (train_main, ["--log-level", "loud"], "argument --log-level: invalid choice: 'LOUD'"),
+    (train_main, ["--set", "name=mine"], "--set name: the name is the --preset's"),
+    (export_main, ["--target", "onnx", "--precision", "fp16"], "--precision fp16 is not one onnx exports"),
 ])
 def test_numbers_out_of_range_are_refused_when_parsed(main, argv, says, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing may be written; if anything were, it would be here
     if main is train_main:
         argv = ["--train-data", "clips", *argv]
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    assert exit_.value.code == 2 and says in one_error(capsys.readouterr().err)
+    if main is export_main and "--target" in argv:  # a check of the command's own, after parsing
+        assert main(argv) == 2
+    else:
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+    assert says in one_error(capsys.readouterr().err)
     assert listing(tmp_path) == []
 
 
@@ -337,3 +373,37 @@ def test_the_ends_of_each_range_are_accepted():
     args = webcam.build_parser().parse_args(["--threshold", "0", "--alpha", "1", "--retry-delay", "0"])
     assert (args.threshold, args.alpha, args.retry_delay) == (0.0, 1.0, 0.0)
     assert annotate.build_parser().parse_args(["--input", "a", "--output", "b", "--threshold", "1"]).threshold == 1.0
+
+
+def test_sigterm_is_handled_as_ctrl_c():
+    """`kill` or `timeout` stops a command the way Ctrl-C does, so its cleanup (temporary outputs removed) runs."""
+    import signal
+
+    from xvit_edge.signals import terminate_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        terminate_as_interrupt()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)  # Python runs the handler at its next instruction
+            time.sleep(1)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_profile_refuses_bad_artifacts_and_outputs_in_one_line(tmp_path, capsys):
+    from xvit_edge.bench.profile import main as profile_main
+
+    text = tmp_path / "text.onnx"
+    text.write_text("not a model")
+    keep = tmp_path / "mine.json"
+    keep.write_text("mine")
+    cases = [(["--artifact", str(tmp_path / "none.onnx")], "none.onnx: no such file"),
+             (["--artifact", str(text)], "onnx cannot run it"),
+             (["--runtime", "executorch", "--artifact", str(text)], "add --runtime onnx"),
+             (["--artifact", str(text), "--out", str(tmp_path)], "is a folder; name a file"),
+             (["--preset", "bogus"], "--preset bogus: unknown")]
+    for argv, says in cases:
+        assert profile_main([*argv, "--out", str(tmp_path / "p.json")] if "--out" not in argv else argv) == 2
+        assert says in one_error(capsys.readouterr().err)
+    assert not (tmp_path / "p.json").exists() and keep.read_text() == "mine"

@@ -397,6 +397,12 @@ def test_cli_as_a_command(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and run.stderr.startswith("error: ") and "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    # --precision picks the shipped model's export: with a model of one's own it would be silently ignored
+    from apps.web.__main__ import main as web_main
+
+    with pytest.raises(SystemExit) as e:
+        web_main(["--model", str(tmp_path / "m.onnx"), "--precision", "int8"])
+    assert e.value.code == 2
 
 
 def test_cli_serves_and_prints_the_url(site, tmp_path):

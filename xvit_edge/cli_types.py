@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable
 
-__all__ = ["HelpFormatter", "even_int_at_least", "finite_float", "float_in", "int_at_least", "nonnegative_float",
-           "nonnegative_int", "positive_even_int", "positive_float", "positive_fraction", "positive_int", "probability"]
+__all__ = ["LOG_LEVELS", "HelpFormatter", "even_int_at_least", "finite_float", "float_in", "int_at_least",
+           "nonnegative_float", "nonnegative_int", "positive_even_int", "positive_float", "positive_fraction",
+           "positive_int", "probability", "thread_count", "worker_count"]
 
 
 
@@ -36,13 +38,13 @@ def _whole(text: str, what: str) -> int:
         raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
 
 
-def int_at_least(low: int) -> Callable[[str], int]:
-    """A parser for whole numbers >= `low`."""
-    what = f"a whole number >= {low}"
+def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A parser for whole numbers >= `low` (and <= `high` if given)."""
+    what = f"a whole number >= {low}" if high is None else f"a whole number from {low} to {high}"
 
     def parse(text: str) -> int:
         value = _whole(text, what)
-        if value < low:
+        if value < low or (high is not None and value > high):
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
         return value
 
@@ -51,6 +53,12 @@ def int_at_least(low: int) -> Callable[[str], int]:
 
 positive_int = int_at_least(1)
 nonnegative_int = int_at_least(0)
+# Threads or processes: more than a few per core only slows a run down, and thousands crash it (OpenBLAS and
+# OpenMP die on the process limit, with a segmentation fault at worst).
+MAX_PARALLEL = max(64, 4 * (os.cpu_count() or 1))
+thread_count = int_at_least(1, MAX_PARALLEL)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")  # --log-level, with type=str.upper
+worker_count = int_at_least(0, MAX_PARALLEL)
 
 
 def even_int_at_least(low: int) -> Callable[[str], int]:

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .cli_types import HelpFormatter, nonnegative_int, positive_int
+from .cli_types import LOG_LEVELS, HelpFormatter, positive_int, thread_count, worker_count
+from .signals import terminate_as_interrupt
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=positive_int,
                    help="frame stride for --sampling uniform (default: as trained, else 2)")
     p.add_argument("--batch-size", type=positive_int, default=16, help="videos per forward pass")
-    p.add_argument("--workers", type=nonnegative_int, default=0, help="data-loading processes")
-    p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
+    p.add_argument("--workers", type=worker_count, default=0, help="data-loading processes")
+    p.add_argument("--threads", type=thread_count, help="torch threads (default: torch's)")
     p.add_argument("--json", type=Path, help="also write the scores to this JSON file (replaced only once complete; "
                    "never one of the inputs)")
-    p.add_argument("--log-level", default="WARNING", help="logging level")
+    p.add_argument("--log-level", default="WARNING", type=str.upper, choices=LOG_LEVELS, help="logging level")
     return p
 
 
@@ -140,6 +141,7 @@ def _check_json(path: Path, checkpoint: str, data: str, samples: list[tuple[str,
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    terminate_as_interrupt()
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     from .data.datasets import load_samples
     from .files import printable, write_text_atomic

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlencode
 
-from xvit_edge.cli_types import HelpFormatter, positive_fraction, positive_int, probability
+from xvit_edge.cli_types import HelpFormatter, positive_fraction, positive_int, probability, thread_count
 
 from .server import WebError, check_model, check_runtime, make_server, tls_context
 
@@ -43,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a stream-mode .onnx from python -m xvit_edge.export --target onnx --mode stream (fp32 or "
                    "int8), with the sidecar JSON the exporter writes beside it (or the sidecar's path). Default: the "
                    "shipped xvit_edge_nano checkpoint's step, exported once into --cache")
-    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
-                   help="without --model: export the shipped checkpoint (fp32) or its int8 form (PTQ)")
+    p.add_argument("--precision", choices=("fp32", "int8"),
+                   help="without --model: export the shipped checkpoint (fp32, the default) or its int8 form (PTQ); "
+                   "with --model, the artifact's own precision is served")
     p.add_argument("--cache", metavar="DIR", type=Path, default=default_cache(),
                    help="without --model: the folder the shipped checkpoint's export is written to and reused from")
     p.add_argument("--host", default="127.0.0.1",
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ep", choices=("auto", "wasm", "webgpu"),
                    help="onnxruntime-web execution provider; the page's default, auto, takes WebGPU when the browser "
                    "has it, else WASM")
-    g.add_argument("--threads", type=positive_int,
+    g.add_argument("--threads", type=thread_count,
                    help="WASM threads; the page's default is up to 4 (cross-origin isolated pages only)")
     g.add_argument("--smoothing", choices=("ema", "vote", "none"), help="temporal smoothing of the scores (page "
                    "default ema)")
@@ -119,11 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--cert and --key go together")
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be in 0..65535, got {args.port}")
+    if args.model and args.precision:
+        parser.error("--precision picks the shipped checkpoint's export; --model is served at its own precision")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         version = check_runtime()
         tls = tls_context(args.cert, args.key) if args.cert else None
-        artifact = Path(args.model) if args.model else export_default(args.precision, args.cache)
+        artifact = Path(args.model) if args.model else export_default(args.precision or "fp32", args.cache)
         model = check_model(artifact)
         try:
             server = make_server(model, args.host, args.port, tls=tls)
@@ -132,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     except WebError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # the export goes into place only when complete: the cache holds no half of one
+        print("interrupted before serving", file=sys.stderr)
+        return 130
     scheme = "https" if tls else "http"
     shown = args.host if args.host not in ("0.0.0.0", "::") else socket.gethostname()
     url = f"{scheme}://{shown if ':' not in shown else f'[{shown}]'}:{server.port}/{page_query(args)}"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from ..cli_types import HelpFormatter, positive_int
+from ..cli_types import HelpFormatter, thread_count
 from ..assets import default_checkpoint
 from ..config import PRESETS
 from ..files import OutputError, check_output, printable, write_text_atomic
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "end, a 2,000-frame soak")
     p.add_argument("--preset", default="xvit_edge_tiny", choices=sorted(PRESETS), help="model to benchmark")
     p.add_argument("--out", default="bench", help="folder for results.json, results.md and the plots")
-    p.add_argument("--threads", type=positive_int, nargs="+", default=[1, 2], help="torch thread counts to measure")
+    p.add_argument("--threads", type=thread_count, nargs="+", default=[1, 2], help="torch thread counts to measure")
     p.add_argument("--update-readme", metavar="README", help="replace the results block of this README")
     p.add_argument("--verbose", action="store_true",
                    help="show the export toolchains' own warnings and log lines, hidden by default")

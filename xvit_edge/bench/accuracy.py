@@ -34,7 +34,7 @@ from ..config import XViTConfig, causal_variant, get_config, space_only_baseline
 from ..data.synthetic import CLASSES, PAIRS, VERSION, write_dataset
 from ..model.init import SCRATCH_INITS
 from ..model.weights import load_checkpoint, save_checkpoint
-from ..cli_types import HelpFormatter
+from ..cli_types import HelpFormatter, thread_count
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--focus-epochs", type=int, default=d.focus_epochs,
                    help="passes over the --focus classes' clips before the main epochs")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the data and of training")
-    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads for training, "
+    p.add_argument("--threads", type=thread_count, default=torch.get_num_threads(), help="torch threads for training, "
                    "shared by the --jobs processes")
     p.add_argument("--jobs", type=int, default=1, help="train this many models at once, each in its own process "
                    "with threads/jobs threads (small models leave a second thread of one process partly idle)")

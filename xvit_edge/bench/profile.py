@@ -36,7 +36,11 @@ from typing import Any
 
 import torch
 
-from ..cli_types import HelpFormatter, nonnegative_int, positive_int
+from ..cli_types import HelpFormatter, nonnegative_int, positive_int, thread_count
+from ..config import PRESETS
+from ..files import check_output, printable, write_text_atomic
+from ..quiet import quiet_toolchains
+from ..signals import terminate_as_interrupt
 from .timing import median_p90
 
 log = logging.getLogger(__name__)
@@ -60,39 +64,76 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artifact", type=Path,
                    help="profile this .onnx or .pte instead of exporting one (--precision and --mode then only "
                         "label the result)")
-    p.add_argument("--threads", type=positive_int, default=1, help="the runtime's intra-op threads")
+    p.add_argument("--threads", type=thread_count, default=1, help="the runtime's intra-op threads")
     p.add_argument("--warmup", type=nonnegative_int, default=3, help="calls before profiling")
     p.add_argument("--runs", type=positive_int, default=20, help="profiled calls")
     p.add_argument("--top", type=positive_int, default=15, help="how many of the slowest nodes to list")
     p.add_argument("--out", type=Path, help="the JSON written; default profile_RUNTIME_MODE_PRECISION.json")
+    p.add_argument("--verbose", action="store_true",
+                   help="show the export toolchains' own warnings and log lines, hidden by default")
     return p
+
+
+SUFFIXES = {"onnx": ".onnx", "executorch": ".pte"}
+
+
+def check_args(args: argparse.Namespace, out: Path) -> None:
+    """Refuse what would fail after minutes of exporting, or in a runtime's own words (ValueError)."""
+    check_output(out, "--out", create_folders=True)
+    if args.artifact is not None:
+        if not args.artifact.is_file():
+            raise ValueError(f"--artifact {printable(args.artifact)}: no such file")
+        if args.artifact.suffix != SUFFIXES[args.runtime]:
+            other = next((r for r, x in SUFFIXES.items() if x == args.artifact.suffix), None)
+            raise ValueError(f"--artifact {printable(args.artifact)} is not a {SUFFIXES[args.runtime]} file for "
+                             f"--runtime {args.runtime}" + (f"; add --runtime {other}" if other else ""))
+    if args.preset is not None and args.preset not in PRESETS:
+        raise ValueError(f"--preset {args.preset}: unknown; presets: {', '.join(PRESETS)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    terminate_as_interrupt()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
     out = args.out or Path(f"profile_{args.runtime}_{args.mode}_{args.precision}.json")
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.artifact is not None:
-            path, model, report = args.artifact, {"artifact": str(args.artifact)}, {}
-        else:
-            path, model, report = export_artifact(args.runtime, args.mode, args.precision, args.preset,
-                                                  args.checkpoint, Path(tmp))
-        profile = profile_onnx if args.runtime == "onnx" else profile_executorch
-        result = profile(path, args.threads, args.warmup, args.runs, args.top, Path(tmp))
+    try:
+        check_args(args, out)
+        with tempfile.TemporaryDirectory() as tmp, quiet_toolchains(args.verbose):
+            result = measure(args, Path(tmp))
+        write_text_atomic(out, json.dumps(result, indent=2) + "\n")
+    except (ValueError, OSError, RuntimeError) as e:  # CheckpointError, ExportError; a runtime refusing a file
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
+    log.info("%s %s %s: %.2f ms per run (median); by kind: %s; top op types: %s", args.runtime, args.mode,
+             args.precision, result["run_ms"]["median"],
+             ", ".join(f"{k} {v['ms']:.2f} ms" for k, v in result["by_kind"].items()),
+             ", ".join(f"{o['op_type']} {o['ms']:.2f} ms" for o in result["by_op_type"][:5]))
+    log.info("wrote %s", printable(out))
+    return 0
+
+
+def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Export (unless --artifact) into `tmp` and profile: the JSON record."""
+    if args.artifact is not None:
+        path, model, report = args.artifact, {"artifact": str(args.artifact)}, {}
+    else:
+        path, model, report = export_artifact(args.runtime, args.mode, args.precision, args.preset,
+                                              args.checkpoint, tmp)
+    profile = profile_onnx if args.runtime == "onnx" else profile_executorch
+    try:
+        result = profile(path, args.threads, args.warmup, args.runs, args.top, tmp)
+    except Exception as e:  # noqa: BLE001 - onnxruntime and ExecuTorch raise their own types for a bad file
+        raise RuntimeError(f"{printable(path)}: {args.runtime} cannot run it ({str(e).strip()[-200:]})") from e
     if report.get("delegation"):
         result["delegation"] = report["delegation"]
     result = {"runtime": args.runtime, "mode": args.mode, "precision": args.precision, "model": model,
               "artifact": Path(path).name, "threads": args.threads, "warmup": args.warmup, "runs": args.runs,
               **result}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    log.info("%s %s %s: %.2f ms per run (median); by kind: %s; top op types: %s", args.runtime, args.mode,
-             args.precision, result["run_ms"]["median"],
-             ", ".join(f"{k} {v['ms']:.2f} ms" for k, v in result["by_kind"].items()),
-             ", ".join(f"{o['op_type']} {o['ms']:.2f} ms" for o in result["by_op_type"][:5]))
-    log.info("wrote %s", out)
-    return 0
+    return result
 
 
 def export_artifact(runtime: str, mode: str, precision: str, preset: str | None, checkpoint: Path | None,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..quantize import QuantizeOptions, quantization_benchmark
 from .accuracy import tag_error, tagged
-from ..cli_types import HelpFormatter
+from ..cli_types import HelpFormatter, worker_count
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=d.lr, help="QAT peak learning rate")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="clips per batch")
     p.add_argument("--calib-batches", type=int, default=d.calib_batches, help="PTQ calibration batches")
-    p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes")
+    p.add_argument("--workers", type=worker_count, default=d.workers, help="data-loading processes")
     p.add_argument("--seed", type=int, default=d.seed, help="shuffling and augmentation seed")
     return p
 

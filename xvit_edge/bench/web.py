@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..cli_types import HelpFormatter, positive_float, positive_int
+from ..cli_types import HelpFormatter, positive_float, thread_count
 from ..config import PRESETS, Preprocessing, causal_variant, get_config
 from ..files import OutputError, check_output, printable, write_text_atomic
 
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=HelpFormatter)
     p.add_argument("--preset", default="xvit_edge_tiny", choices=sorted(PRESETS),
                    help="the preset measured beside the shipped checkpoint (causal variant, random weights)")
-    p.add_argument("--threads", type=positive_int, nargs="+", default=[1, 2], help="WASM thread counts")
+    p.add_argument("--threads", type=thread_count, nargs="+", default=[1, 2], help="WASM thread counts")
     p.add_argument("--seconds", type=positive_float, default=10.0, help="measuring window per run")
     p.add_argument("--warmup", type=positive_float, default=3.0, help="seconds of running before the window")
     p.add_argument("--json", metavar="PATH", help="also write the results here")

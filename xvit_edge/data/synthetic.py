@@ -35,8 +35,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..cli_types import even_int_at_least, int_at_least, nonnegative_int, positive_float, positive_int
+from ..cli_types import even_int_at_least, int_at_least, nonnegative_int, positive_float, positive_int, worker_count
 from ..files import AtomicOutput, opencv_path, printable, write_text_atomic
+from ..signals import terminate_as_interrupt
 
 log = logging.getLogger(__name__)
 
@@ -462,9 +463,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="frame rate written into the video files (default: %(default)s)")
     p.add_argument("--seed", type=nonnegative_int, default=0,
                    help="random seed: the same seed gives the same frames (default: %(default)s)")
-    p.add_argument("--workers", type=nonnegative_int, default=None,
+    p.add_argument("--workers", type=worker_count, default=None,
                    help="worker processes (default: one per CPU core; 0 or 1: no subprocesses)")
     args = p.parse_args(argv)
+    terminate_as_interrupt()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         s = write_dataset(args.out, args.classes, args.train_per_class, args.val_per_class, args.frames, args.size,
@@ -472,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:  # --out a file or not writable, a full disk: one line
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # each clip is moved into place only when complete
+        print("interrupted; the clips already written are complete, run again to write the rest", file=sys.stderr)
+        return 130
     print(f"wrote {s['clips']['train']} train + {s['clips']['val']} val clips of {len(s['classes'])} classes "
           f"to {printable(s['out'])} in {s['seconds']:.1f} s")
     return 0

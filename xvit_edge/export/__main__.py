@@ -11,11 +11,13 @@ from tqdm import tqdm
 
 from ..cli_types import HelpFormatter, finite_float, positive_int
 from ..assets import default_checkpoint
+from ..files import printable
 from ..model.weights import CheckpointError, load_checkpoint
 from ..quantize.checkpoint import is_quantized, load_quantized
 from ..quantize.scheme import SCHEMES
 from . import MODES, TARGETS, ExportError, export
 from ..quiet import captured_output
+from ..signals import terminate_as_interrupt
 from .int8 import INT8_MIN_SQNR_DB, check_int8_scheme
 from .pipeline import STAGES
 
@@ -74,6 +76,7 @@ def parity_line(parity: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    terminate_as_interrupt()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     lines: list[str] = []
@@ -85,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(lines))
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # an artifact is moved into place only when verified: none is half-written
+        if lines:
+            print("\n".join(lines))
+        print("interrupted" + ("; the artifacts above are complete" if lines else "; nothing was written"),
+              file=sys.stderr)
+        return 130
     print("\n".join(lines))
     return 0
 
@@ -94,6 +103,12 @@ def export_all(args: argparse.Namespace, lines: list[str], terminal) -> None:
     checkpoint = args.checkpoint or default_checkpoint(int8=args.precision == "int8")
     model, meta = load_checkpoint(checkpoint)
     targets = list(TARGETS) if args.target == "all" else [args.target]
+    if args.precision and args.target != "all" and args.precision not in TARGETS[args.target].precisions:
+        raise ExportError(f"--precision {args.precision} is not one {args.target} exports; it takes "
+                          f"{', '.join(TARGETS[args.target].precisions)}")
+    if args.precision != "int8" and is_quantized(meta.extra):  # asked for, but likely not what was meant
+        lines.append(f"note: {printable(checkpoint)} is quantized; its float weights were exported as asked (add "
+                     "--precision int8 for its int8 model)")
     # A target that quantizes float weights itself (Core ML) needs no int8 step, only the record of where
     # the weights came from.
     step = args.mode == "stream" and any(TARGETS[t].int8_from_checkpoint(True, "stream") for t in targets)

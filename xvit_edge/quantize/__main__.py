@@ -8,8 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from ..cli_types import HelpFormatter, nonnegative_int, positive_float, positive_int
+from ..cli_types import HelpFormatter, positive_float, positive_int, worker_count
 from ..quiet import quiet_toolchains
+from ..signals import terminate_as_interrupt
 from .pipeline import QuantizeOptions, quantize_checkpoint
 from .scheme import MODES, SCHEMES
 
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the batches streamed frame by frame to calibrate a causal model's streaming step (--mode stream export)")
     p.add_argument("--max-steps", type=positive_int, help="qat: stop after this many steps (smoke tests)")
     p.add_argument("--eval-batches", type=positive_int, help="evaluate on at most this many held-out batches (default: all)")
-    p.add_argument("--workers", type=nonnegative_int, default=d.workers, help="data-loading processes")
+    p.add_argument("--workers", type=worker_count, default=d.workers, help="data-loading processes")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (shuffling, augmentation)")
     p.add_argument("--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level")
     p.add_argument("--verbose", action="store_true",
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    terminate_as_interrupt()
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = QuantizeOptions(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                               calib_batches=args.calib_batches, max_steps=args.max_steps,
@@ -74,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:  # bad paths, data, checkpoints (CheckpointError, VideoError)
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the checkpoint is written whole or not at all
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
     val = q.metrics["val"]
     print(f"{args.mode} ({args.scheme}): wrote {out}; held-out split ({val['clips']} clips): SQNR {val['sqnr_db']:.1f} dB, "
           f"top-1 agreement {100 * val['top1_agreement']:.1f}%, top-1 fp32 {100 * val['fp32_top1']:.1f}% -> "

@@ -9,17 +9,36 @@ import logging
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
-from ..cli_types import (HelpFormatter, finite_float, nonnegative_float, nonnegative_int, positive_float,
-                         positive_fraction, positive_int, probability)
+from ..cli_types import (LOG_LEVELS, HelpFormatter, finite_float, nonnegative_float, nonnegative_int, positive_float,
+                         positive_fraction, positive_int, probability, worker_count)
 from ..config import PRESETS, XViTConfig
 from ..files import printable
+from ..signals import terminate_as_interrupt
 from ..model.init import SCRATCH_INITS
 from .loop import TrainConfig, train
 
 
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def device_name(text: str) -> str:
+    """--device: a torch device this machine has (`cuda` without CUDA would fail deep inside torch)."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N, got {text!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N, got {text!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: this torch has no CUDA device; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return text
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -106,12 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="passes over the --focus classes' clips before the main epochs")
     p.add_argument("--mean", type=finite_float, nargs=3, help="normalisation mean (default: ImageNet's)")
     p.add_argument("--std", type=positive_float, nargs=3, help="normalisation std, each > 0 (default: ImageNet's)")
-    p.add_argument("--workers", type=nonnegative_int, default=d.workers,
+    p.add_argument("--workers", type=worker_count, default=d.workers,
                    help="data-loading processes per training process")
     p.add_argument("--seed", type=nonnegative_int, default=d.seed, help="random seed")
     p.add_argument("--max-steps", type=positive_int, help="stop after this many optimizer steps (smoke tests)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--log-level", default="INFO", help="logging level")
+    p.add_argument("--device", type=device_name, help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="logging level")
     return p
 
 
@@ -138,14 +157,17 @@ def main(argv: list[str] | None = None) -> int:
         focus_epochs=args.focus_epochs,
         mean=tuple(args.mean) if args.mean else None, std=tuple(args.std) if args.std else None,
         workers=args.workers, seed=args.seed, max_steps=args.max_steps, device=args.device)
+    started = time.time()
+    terminate_as_interrupt()
     try:
         state = train(cfg).state
-    except (OSError, ValueError) as e:  # bad paths, label files, configs, checkpoints, an unwritable --out
+    except (OSError, ValueError, FloatingPointError) as e:  # bad paths, data, configs, checkpoints; divergence
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # checkpoints are written whole or not at all: last.pt is the last finished epoch
         ckpt = Path(args.out) / "last.pt"
-        print("interrupted" + (f"; continue with --resume {printable(ckpt)}" if ckpt.is_file() else ""),
+        ours = ckpt.is_file() and ckpt.stat().st_mtime >= started  # not an earlier run's in the same folder
+        print("interrupted" + (f"; continue with --resume {printable(ckpt)}" if ours else "; no epoch finished"),
               file=sys.stderr)
         return 130
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one report

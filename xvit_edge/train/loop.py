@@ -249,6 +249,9 @@ def train(cfg: TrainConfig) -> TrainResult:
             train_samples, labels = training_samples(cfg, meta.labels)
         else:
             train_samples, labels = training_samples(cfg, None)
+            if len(labels) < 2:  # one class: the loss is 0 from the start and the model answers it for anything
+                raise ValueError(f"{printable(cfg.train_data)}: {len(labels)} class ({', '.join(labels)}); a "
+                                 "classifier needs at least 2")
             model, pre = build_model(cfg, len(labels))
         # best.pt is the best by validation top-1, or without validation data by training loss; a resumed run
         # that changes which must not compare one with the other.
@@ -338,8 +341,14 @@ def train(cfg: TrainConfig) -> TrainResult:
                       "train_skipped": skipped}
             if skipped:
                 log.warning("epoch %d: skipped %d unreadable clips (see the warnings above)", epoch, skipped)
+            if not seen:  # every clip unreadable or too short: saving would pass an untrained model for a result
+                raise ValueError(f"no training clip could be used ({skipped:.0f} unreadable or shorter than "
+                                 f"{frames} frames) in {printable(cfg.train_data)}; nothing was saved")
             if val_set is not None:
                 val = evaluate(ddp, make_loader(val_set, cfg, info, train=False), info)
+                if not val["clips"]:
+                    raise ValueError(f"no validation clip could be used ({val['skipped']:.0f} unreadable or shorter "
+                                     f"than {frames} frames) in {printable(cfg.val_data)}; nothing was saved")
                 record.update({f"val_{k}": v for k, v in val.items()})
             state["history"].append(record)
             state["epoch"] = epoch
