@@ -24,7 +24,8 @@ from pathlib import Path
 from xvit_edge.cli_types import (nonnegative_float, nonnegative_int, positive_fraction, positive_int, probability,
                                  thread_count)
 from xvit_edge.data.video import _cv2
-from xvit_edge.files import AtomicOutput, OutputError, check_output, opencv_path, printable, refuse_clobbering
+from xvit_edge.files import (OVERWRITE_HELP, AtomicOutput, OutputError, check_output, opencv_path, printable,
+                             refuse_clobbering, refuse_existing)
 from xvit_edge.signals import terminate_as_interrupt
 from xvit_edge.streaming import (CaptureError, FrameSource, LiveStats, ModelLoadError, Recognizer, Smoother,
                                  default_threads, run_stream)
@@ -78,6 +79,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retry-delay", type=nonnegative_float, default=1.0, help="seconds between reconnection attempts")
     p.add_argument("--max-frames", type=positive_int, help="stop after this many processed frames")
     p.add_argument("--json", metavar="PATH", help="also write one JSON line per processed frame (label, confidence)")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
 
 class _OneLine(logging.Formatter):
@@ -108,6 +110,7 @@ def _check_outputs(args: argparse.Namespace, source: str, source_flag: str, outp
             if path is not None:
                 check_output(path, what)
         refuse_clobbering(outputs, inputs)
+        refuse_existing(outputs, args.overwrite)
     except OutputError as e:
         raise AppError(str(e)) from e
 

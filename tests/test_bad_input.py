@@ -407,3 +407,49 @@ def test_profile_refuses_bad_artifacts_and_outputs_in_one_line(tmp_path, capsys)
         assert profile_main([*argv, "--out", str(tmp_path / "p.json")] if "--out" not in argv else argv) == 2
         assert says in one_error(capsys.readouterr().err)
     assert not (tmp_path / "p.json").exists() and keep.read_text() == "mine"
+
+
+def test_an_existing_file_the_command_did_not_write_is_never_replaced(synth, tmp_path, capsys):
+    """Each command stops before any work at an existing output it cannot tell it wrote (one line, exit 2, the
+    file untouched); --overwrite replaces it, and a re-run replaces the command's own earlier output."""
+    from xvit_edge import Preprocessing
+    from xvit_edge.bench.profile import main as profile_main
+    from xvit_edge.export import export
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    owned = {name: mine / name for name in ("notes.txt", "history.json", "video.mp4", "xvit_test_fp32.onnx")}
+    for path in owned.values():
+        path.write_text("the user's own file")
+    labels = ["grow", "shrink"]
+    model = create_model("xvit_test", num_classes=2)
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, model, labels=labels)
+    clip = write_clip(tmp_path / "in.mp4", np.zeros((6, 32, 32, 3), np.uint8))
+    refused = "already exists; choose another path, or pass --overwrite"
+    cases = [
+        (quantize_main, ["--checkpoint", str(ckpt), "--data", str(synth), "--mode", "ptq",
+                         "--out", str(owned["notes.txt"])], refused),
+        (train_main, train_args(synth / "train", mine), refused),
+        (evaluate_main, ["--checkpoint", str(ckpt), "--data", str(synth / "val"), "--json", str(owned["notes.txt"])],
+         refused),
+        (annotate.main, ["--model", str(ckpt), "--input", str(clip), "--output", str(owned["video.mp4"])], refused),
+        (synthetic_main, ["--out", str(mine)], "holds files this command did not write"),
+        (profile_main, ["--artifact", str(owned["xvit_test_fp32.onnx"]), "--out", str(owned["notes.txt"])], refused),
+    ]
+    for main, argv, says in cases:
+        assert main(argv) == 2, argv
+        assert says in one_error(capsys.readouterr().err)
+    pre = Preprocessing.for_size(32)
+    with pytest.raises(ValueError, match=refused):
+        export(model, labels, pre, "onnx", mine, samples=1)
+    assert all(p.read_text() == "the user's own file" for p in owned.values())
+    # the command's own earlier output is replaced by a re-run; --overwrite replaces anything
+    out = tmp_path / "exported"
+    assert export(model, labels, pre, "onnx", out, samples=1).path == export(model, labels, pre, "onnx", out,
+                                                                              samples=1).path
+    assert export(model, labels, pre, "onnx", mine, samples=1, overwrite=True).path == owned["xvit_test_fp32.onnx"]
+    small = ["--out", str(tmp_path / "synthetic"), "--classes", "grow", "shrink", "--train-per-class", "1",
+             "--val-per-class", "0", "--frames", "4", "--size", "32", "--workers", "0"]
+    assert synthetic_main(small) == 0 and synthetic_main(small) == 0  # a re-run over its own dataset
+    capsys.readouterr()

@@ -21,6 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .cli_types import LOG_LEVELS, HelpFormatter, positive_int, thread_count, worker_count
+from .files import OVERWRITE_HELP
 from .signals import terminate_as_interrupt
 
 log = logging.getLogger(__name__)
@@ -120,13 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=thread_count, help="torch threads (default: torch's)")
     p.add_argument("--json", type=Path, help="also write the scores to this JSON file (replaced only once complete; "
                    "never one of the inputs)")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--log-level", default="WARNING", type=str.upper, choices=LOG_LEVELS, help="logging level")
     return p
 
 
-def _check_json(path: Path, checkpoint: str, data: str, samples: list[tuple[str, int]]) -> None:
-    """--json must be writable and none of the files evaluation reads (an OutputError otherwise)."""
-    from .files import check_output, refuse_clobbering
+def _check_json(path: Path, checkpoint: str, data: str, samples: list[tuple[str, int]], overwrite: bool) -> None:
+    """--json must be writable, none of the files evaluation reads, and new unless `overwrite` (an OutputError
+    otherwise)."""
+    from .files import check_output, refuse_clobbering, refuse_existing
     from .train.reversal import meta_files
 
     check_output(path, "--json", create_folders=True)
@@ -136,6 +139,7 @@ def _check_json(path: Path, checkpoint: str, data: str, samples: list[tuple[str,
     if path.exists():  # only an existing file can be one of the clips
         for clip, _ in samples:
             refuse_clobbering({"--json": path}, {"a clip of --data": clip})
+    refuse_existing({"--json": path}, overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         if not samples:
             raise ValueError(f"{printable(args.data)}: no clips found")
         if args.json:
-            _check_json(args.json, args.checkpoint, args.data, samples)
+            _check_json(args.json, args.checkpoint, args.data, samples, args.overwrite)
         pairs = resolve_pairs(args.pairs, args.data, meta.labels)
         result = score(model, samples, meta.labels, meta.preprocessing, pairs=pairs, clips=args.clips,
                        crops=args.crops, sampling=args.sampling or trained.get("sampling", "segment"),

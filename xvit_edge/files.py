@@ -5,7 +5,8 @@
   itself crashes (a segmentation fault) when handed such a path, so it gets `opencv_path`, a plain name for
   the same file.
 - Outputs: `check_output` refuses a path that cannot be written, `refuse_clobbering` one that is also an
-  input (by any path: a second spelling, a symlink, a hard link), and `AtomicOutput` writes to a temporary
+  input (by any path: a second spelling, a symlink, a hard link), `refuse_existing` an existing file the
+  command did not write (unless --overwrite), and `AtomicOutput` writes to a temporary
   file beside the destination, moved into place only once complete: a failed or interrupted run leaves
   neither a half-written file nor the temporary one, and an existing file stays as it was.
 """
@@ -16,7 +17,7 @@ import contextlib
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -102,6 +103,26 @@ def refuse_clobbering(outputs: Mapping[str, PathLike | None], inputs: Mapping[st
         for other, path in outs[i + 1:]:
             if same_file(out, path):
                 raise OutputError(f"{what} and {other} are the same file ({printable(out)}); give each its own path")
+
+
+OVERWRITE_HELP = ("replace output files that already exist; without it a command stops, before doing any work, "
+                  "at an existing file it cannot tell it wrote itself")
+
+
+def refuse_existing(outputs: Mapping[str, PathLike | None], overwrite: bool,
+                    ours: Callable[[Path], bool] | None = None) -> None:
+    """Raise an OutputError for the first output that already exists, unless `overwrite` or `ours(path)` (a file
+    this project wrote, which a re-run may replace: a checkpoint, an artifact with its sidecar). Keys name
+    where each path came from (a flag), for the message."""
+    if overwrite:
+        return
+    for what, path in outputs.items():
+        if path is None:
+            continue
+        p = Path(path)
+        if (p.exists() or p.is_symlink()) and not (ours is not None and ours(p)):
+            raise OutputError(f"{what} {printable(p)} already exists; choose another path, or pass --overwrite to "
+                              "replace it")
 
 
 def check_output(path: PathLike, what: str, *, create_folders: bool = False) -> None:

@@ -38,7 +38,7 @@ import torch
 
 from ..cli_types import HelpFormatter, nonnegative_int, positive_int, thread_count
 from ..config import PRESETS
-from ..files import check_output, printable, write_text_atomic
+from ..files import OVERWRITE_HELP, check_output, printable, refuse_existing, write_text_atomic
 from ..quiet import quiet_toolchains
 from ..signals import terminate_as_interrupt
 from .timing import median_p90
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=positive_int, default=20, help="profiled calls")
     p.add_argument("--top", type=positive_int, default=15, help="how many of the slowest nodes to list")
     p.add_argument("--out", type=Path, help="the JSON written; default profile_RUNTIME_MODE_PRECISION.json")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--verbose", action="store_true",
                    help="show the export toolchains' own warnings and log lines, hidden by default")
     return p
@@ -80,6 +81,7 @@ SUFFIXES = {"onnx": ".onnx", "executorch": ".pte"}
 def check_args(args: argparse.Namespace, out: Path) -> None:
     """Refuse what would fail after minutes of exporting, or in a runtime's own words (ValueError)."""
     check_output(out, "--out", create_folders=True)
+    refuse_existing({"--out": out}, args.overwrite)
     if args.artifact is not None:
         if not args.artifact.is_file():
             raise ValueError(f"--artifact {printable(args.artifact)}: no such file")

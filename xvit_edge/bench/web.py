@@ -31,7 +31,7 @@ import torch
 
 from ..cli_types import HelpFormatter, positive_float, thread_count
 from ..config import PRESETS, Preprocessing, causal_variant, get_config
-from ..files import OutputError, check_output, printable, write_text_atomic
+from ..files import OVERWRITE_HELP, OutputError, check_output, printable, refuse_existing, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=positive_float, default=10.0, help="measuring window per run")
     p.add_argument("--warmup", type=positive_float, default=3.0, help="seconds of running before the window")
     p.add_argument("--json", metavar="PATH", help="also write the results here")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     return p
 
 
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.json:  # checked first: a measurement is not thrown away for want of a place to write it
             check_output(args.json, "--json", create_folders=True)
+            refuse_existing({"--json": args.json}, args.overwrite)
         results = run(args.preset, args.threads, args.seconds, args.warmup)
         if args.json:
             write_text_atomic(args.json, json.dumps(results, indent=2))

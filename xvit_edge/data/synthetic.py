@@ -36,7 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..cli_types import even_int_at_least, int_at_least, nonnegative_int, positive_float, positive_int, worker_count
-from ..files import AtomicOutput, opencv_path, printable, write_text_atomic
+from ..files import AtomicOutput, OutputError, opencv_path, printable, write_text_atomic
 from ..signals import terminate_as_interrupt
 
 log = logging.getLogger(__name__)
@@ -442,6 +442,24 @@ def write_dataset(out: str | Path, classes: Sequence[str] | None = None, train_p
     return summary
 
 
+def check_out(out: Path, overwrite: bool) -> None:
+    """--out must be new, empty, or a dataset this command wrote (its meta.json says so; an interrupted run's
+    train/ and val/ alone are resumed): an OutputError otherwise, unless `overwrite`."""
+    if overwrite or not out.is_dir():
+        return
+    ours = {"train", "val", "labels.txt", "meta.json"}
+    others = sorted(p.name for p in out.iterdir() if p.name not in ours)
+    meta = out / "meta.json"
+    try:
+        written = json.loads(meta.read_text()).get("generator") == "xvit_edge.data.synthetic"
+    except (OSError, ValueError, AttributeError):
+        written = False
+    if others or ((meta.exists() or (out / "labels.txt").exists()) and not written):
+        raise OutputError(f"--out {printable(out)} holds files this command did not write"
+                          + (f" ({', '.join(printable(o) for o in others[:3])})" if others else "")
+                          + "; choose a new or empty folder, or pass --overwrite")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m xvit_edge.data.synthetic",
@@ -463,12 +481,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="frame rate written into the video files (default: %(default)s)")
     p.add_argument("--seed", type=nonnegative_int, default=0,
                    help="random seed: the same seed gives the same frames (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an --out folder that holds other files, replacing those with the names written")
     p.add_argument("--workers", type=worker_count, default=None,
                    help="worker processes (default: one per CPU core; 0 or 1: no subprocesses)")
     args = p.parse_args(argv)
     terminate_as_interrupt()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        check_out(Path(args.out), args.overwrite)
         s = write_dataset(args.out, args.classes, args.train_per_class, args.val_per_class, args.frames, args.size,
                           args.fps, args.seed, args.workers)
     except (OSError, ValueError) as e:  # --out a file or not writable, a full disk: one line

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from ..cli_types import HelpFormatter, finite_float, positive_int
 from ..assets import default_checkpoint
-from ..files import printable
+from ..files import OVERWRITE_HELP, printable
 from ..model.weights import CheckpointError, load_checkpoint
 from ..quantize.checkpoint import is_quantized, load_quantized
 from ..quantize.scheme import SCHEMES
@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8-scheme", choices=SCHEMES,
                    help="int8: the activation scheme the quantized checkpoint must have been made with (refused when it "
                    "differs); static runs on every target, dynamic on ExecuTorch only. Default: the checkpoint's")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP + " (an artifact exported before, "
+                   "named by the sidecar beside it, is replaced without it)")
     p.add_argument("--no-verify", action="store_true", help="skip verification (not recommended)")
     p.add_argument("--verbose", action="store_true",
                    help="show the toolchains' own output (coremltools, torch.onnx, ExecuTorch progress and warnings), "
@@ -133,7 +135,8 @@ def export_all(args: argparse.Namespace, lines: list[str], terminal) -> None:
 
             art = export(model, meta.labels, meta.preprocessing, target, args.out, precision,
                          verify=not args.no_verify, samples=args.samples, mode=args.mode,
-                         quantized=quantized, int8_min_sqnr=args.int8_min_sqnr, on_stage=advance)
+                         quantized=quantized, int8_min_sqnr=args.int8_min_sqnr, on_stage=advance,
+                         overwrite=args.overwrite)
             lines.append(f"{target}: {art.path} ({precision}); {parity_line(art.report['parity'])}"
                          f"{TARGETS[target].summary(art.report, precision)}")
 

@@ -4,6 +4,7 @@ runs it -> the subject compares -> sidecar -> move into place. What is exported 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -14,11 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import Preprocessing
+from ..files import refuse_existing
 from ..model import XViT
 from .errors import ExportError
 from .int8 import INT8_MIN_SQNR_DB
 from .modes import MODES, ClipMode, StreamMode
-from .sidecar import artifact_digest, build_sidecar, write_sidecar
+from .sidecar import SIDECAR_FORMAT, artifact_digest, build_sidecar, write_sidecar
 from .subject import Subject, build_subject
 from .target import Target
 from .targets import TARGETS, get_target
@@ -42,7 +44,8 @@ class Artifact:
 def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target: str, out_dir: str | os.PathLike,
            precision: str = "fp32", verify: bool = True, samples: int = 4, name: str | None = None,
            mode: str = "clip", quantized: QuantizedCheckpoint | None = None,
-           int8_min_sqnr: float = INT8_MIN_SQNR_DB, on_stage: Callable[[str], None] | None = None) -> Artifact:
+           int8_min_sqnr: float = INT8_MIN_SQNR_DB, on_stage: Callable[[str], None] | None = None,
+           overwrite: bool = False) -> Artifact:
     """Write one artifact and its sidecar into `out_dir`; verified against `model` unless `verify=False`.
 
     `mode="stream"` exports the incremental step of a causal model (`samples` streams of T + 3 frames verify
@@ -57,13 +60,17 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
     `on_stage(name)` is called as each of `STAGES` begins (for a progress bar).
 
     Everything is built in a temporary folder and moved into place only once it has verified, so a
-    failure leaves nothing partial behind.
+    failure leaves nothing partial behind. An artifact exported before (its sidecar beside it names it) is
+    replaced; any other file of that name is refused before any work, unless `overwrite`.
     """
     stage_begins = on_stage or (lambda name: None)
     chosen, kind = validate(target, precision, mode)
     subject = build_subject(model, kind, precision, chosen, labels, preprocessing, samples, quantized, int8_min_sqnr)
     name = name or subject.name
     filename = name + chosen.extension
+    final_sidecar = Path(out_dir) / f"{name}.{chosen.name}.json"
+    refuse_existing({"the artifact": Path(out_dir) / filename, "its sidecar": final_sidecar}, overwrite,
+                    ours=lambda _: exported_here(final_sidecar, filename))
     with staging(Path(out_dir)) as stage:
         path = stage / filename
         stage_begins("convert")
@@ -78,6 +85,15 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
         write_sidecar(sidecar, build_sidecar(filename, chosen, subject, report, artifact_digest(path)))
         final, final_sidecar = move_into_place(Path(out_dir), path, sidecar)
     return Artifact(chosen.name, final, final_sidecar, report)
+
+
+def exported_here(sidecar: Path, filename: str) -> bool:
+    """Whether `sidecar` is one of our sidecars, written for the artifact `filename` beside it."""
+    try:
+        data = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == SIDECAR_FORMAT and data.get("artifact") == filename
 
 
 def validate(target: str, precision: str, mode: str) -> tuple[Target, ClipMode | StreamMode]:

@@ -151,6 +151,15 @@ def save_checkpoint(path: str | os.PathLike, model: XViT, labels: list[str] | No
     os.replace(tmp, path)  # a crash mid-write never leaves a truncated checkpoint behind
 
 
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether `path` is an xvit_edge checkpoint (one a re-run may replace), read without building the model."""
+    try:
+        obj = _load_file(path)
+    except (CheckpointError, OSError):
+        return False
+    return isinstance(obj, Mapping) and obj.get("format") == FORMAT
+
+
 def load_checkpoint(path: str | os.PathLike) -> tuple[XViT, Checkpoint]:
     """Rebuild the model saved by `save_checkpoint`; returns `(model in eval mode, metadata)`."""
     obj = _load_file(path)

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from ..cli_types import HelpFormatter, positive_float, positive_int, worker_count
+from ..files import OVERWRITE_HELP, refuse_existing
+from ..model.weights import is_checkpoint
 from ..quiet import quiet_toolchains
 from ..signals import terminate_as_interrupt
 from .pipeline import QuantizeOptions, quantize_checkpoint
@@ -30,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "val.csv lists), as python -m xvit_edge.data.synthetic writes; labels follow the checkpoint")
     p.add_argument("--mode", required=True, choices=MODES,
                    help="qat: fine-tune with fake quantization; ptq: calibrate only (the baseline)")
-    p.add_argument("--out", required=True, help="where to write the quantized checkpoint (.pt)")
+    p.add_argument("--out", required=True, help="where to write the quantized checkpoint (.pt); an existing "
+                   "xvit_edge checkpoint there is replaced, any other file only with --overwrite")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--scheme", choices=SCHEMES, default=d.scheme,
                    help="int8 activations: static (per-tensor ranges found by calibration or QAT; runs on ExecuTorch, "
                    "onnxruntime and Core ML) or dynamic (each linear's input quantized per call, per token in "
@@ -71,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"cannot write to {out.parent}: {e.strerror or e}") from e
         if out.is_dir() or not os.access(out.parent, os.W_OK):
             raise ValueError(f"cannot write {out}: " + ("it is a folder" if out.is_dir() else "permission denied"))
+        refuse_existing({"--out": out}, args.overwrite, ours=is_checkpoint)
         with quiet_toolchains(args.verbose):
             q = quantize_checkpoint(args.checkpoint, args.data, args.mode, out, options)
     except (FileNotFoundError, ValueError) as e:  # bad paths, data, checkpoints (CheckpointError, VideoError)

@@ -15,10 +15,10 @@ from pathlib import Path
 from ..cli_types import (LOG_LEVELS, HelpFormatter, finite_float, nonnegative_float, nonnegative_int, positive_float,
                          positive_fraction, positive_int, probability, worker_count)
 from ..config import PRESETS, XViTConfig
-from ..files import printable
-from ..signals import terminate_as_interrupt
+from ..files import OVERWRITE_HELP, printable, refuse_existing
 from ..model.init import SCRATCH_INITS
-from .loop import TrainConfig, train
+from ..signals import terminate_as_interrupt
+from .loop import OUTPUT_FILES, TrainConfig, train
 
 
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -78,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-data", required=True,
                    help="training clips: a folder with one sub-folder per class, or a CSV/txt list of 'path,label'")
     p.add_argument("--val-data", help="validation clips, same forms as --train-data; evaluated after every epoch")
-    p.add_argument("--out", default=d.out, help="output folder: last.pt, best.pt, history.json, training_curve.png")
+    p.add_argument("--out", default=d.out, help="output folder: last.pt, best.pt, history.json, training_curve.png; "
+                   "one that holds them already is refused (another run's results) unless --resume continues that "
+                   "run or --overwrite is given")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--preset", default=d.preset, choices=sorted(PRESETS), help="model architecture")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override an XViTConfig field, e.g. --set attention=space_only --set num_frames=16")
@@ -160,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     terminate_as_interrupt()
     try:
+        if not args.resume:  # a new run must not silently replace an earlier run's (or anyone's) files
+            for name in OUTPUT_FILES:
+                refuse_existing({"--out": Path(args.out) / name}, args.overwrite)
         state = train(cfg).state
     except (OSError, ValueError, FloatingPointError) as e:  # bad paths, data, configs, checkpoints; divergence
         print(f"error: {e}", file=sys.stderr)
