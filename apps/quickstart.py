@@ -45,6 +45,16 @@ def demo_clip(path: Path) -> Path:
     return path
 
 
+def earlier_run(labels: Path) -> bool:
+    """Whether `labels` is this quickstart's own per-frame log from an earlier run (its outputs may then be
+    replaced; anything else of that name is left for annotate to refuse)."""
+    try:
+        first = json.loads(labels.read_text(encoding="utf-8").splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return isinstance(first, dict) and {"frame", "predicted", "label"} <= first.keys()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from xvit_edge.export.__main__ import main as export_main
@@ -68,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"3/3 streaming it frame by frame through {step.name} (headless)")
     # A fresh process, as a user would run it: this one's ExecuTorch thread pool was sized by the export.
     code = subprocess.run([sys.executable, "-m", "apps.annotate", "--model", str(step), "--input", str(clip),
-                           "--output", str(annotated), "--json", str(labels)]).returncode
+                           "--output", str(annotated), "--json", str(labels)]
+                          + (["--overwrite"] if earlier_run(labels) else [])).returncode
     if code:
         return code
     last = json.loads(labels.read_text().splitlines()[-1])

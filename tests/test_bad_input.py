@@ -216,7 +216,7 @@ def test_an_interrupted_annotation_leaves_the_old_outputs_as_they_were(tmp_path,
             raise KeyboardInterrupt
 
     monkeypatch.setattr(apps.cli, "draw_overlay", draw_then_interrupt)
-    assert annotate.main(["--input", str(clip), "--output", str(out), "--json", str(log)]) == 130
+    assert annotate.main(["--input", str(clip), "--output", str(out), "--json", str(log), "--overwrite"]) == 130
     assert "interrupted; nothing was written" in capsys.readouterr().err
     assert {p: digest(p) for p in before} == before and listing(tmp_path) == names
 
@@ -391,8 +391,10 @@ def test_sigterm_is_handled_as_ctrl_c():
         signal.signal(signal.SIGTERM, before)
 
 
-def test_profile_refuses_bad_artifacts_and_outputs_in_one_line(tmp_path, capsys):
+def test_profile_refuses_bad_artifacts_and_outputs_in_one_line(tmp_path, capsys, monkeypatch):
     from xvit_edge.bench.profile import main as profile_main
+
+    monkeypatch.setattr(logging.root, "handlers", [])  # log lines go to this test's stderr, not an earlier one's
 
     text = tmp_path / "text.onnx"
     text.write_text("not a model")

@@ -33,3 +33,16 @@ def test_quickstart_makes_every_file_it_promises(tmp_path):
     assert "next:" in run.stdout and "python -m apps.webcam" in run.stdout
     # the toolchains' own output stays off the terminal
     assert "Running MIL" not in run.stdout + run.stderr and "cpuinfo" not in run.stdout + run.stderr
+
+
+def test_a_rerun_replaces_only_its_own_annotation(tmp_path):
+    """Run again, the quickstart replaces its own annotated video and log; a file of the user's under that name
+    is left for annotate to refuse."""
+    from apps.quickstart import earlier_run
+
+    log = tmp_path / "annotated.jsonl"
+    assert not earlier_run(log)
+    log.write_text('{"frame": 0, "predicted": false, "label": null, "index": null, "confidence": null}\n')
+    assert earlier_run(log)
+    log.write_text("my notes\n")
+    assert not earlier_run(log)

@@ -150,10 +150,11 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert main(["--train-data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
     assert "nowhere: no such folder or list file" in capsys.readouterr().err
     (tmp_path / "bad.pt").write_bytes(b"junk")
-    (tmp_path / "data" / "a").mkdir(parents=True)
     from xvit_edge.data.synthetic import write_video
 
-    write_video(tmp_path / "data" / "a" / "x.mp4", np.zeros((8, 32, 32, 3), np.uint8), fps=5)
+    for cls in ("a", "b"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        write_video(tmp_path / "data" / cls / "x.mp4", np.zeros((8, 32, 32, 3), np.uint8), fps=5)
     assert main(["--train-data", str(tmp_path / "data"), "--preset", "xvit_test", "--init", str(tmp_path / "bad.pt"),
                  "--out", str(tmp_path / "o")]) == 2
     assert "not a readable PyTorch checkpoint" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from ..config import PRESETS, XViTConfig
 from ..files import OVERWRITE_HELP, printable, refuse_existing
 from ..model.init import SCRATCH_INITS
 from ..signals import terminate_as_interrupt
-from .loop import OUTPUT_FILES, TrainConfig, train
+from .loop import OUTPUT_FILES, TrainConfig, check_out, train
 
 
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     terminate_as_interrupt()
     try:
+        check_out(cfg)  # first: an output that is one of the inputs gets its own message
         if not args.resume:  # a new run must not silently replace an earlier run's (or anyone's) files
             for name in OUTPUT_FILES:
                 refuse_existing({"--out": Path(args.out) / name}, args.overwrite)
