@@ -26,6 +26,7 @@ from xvit_edge.data.synthetic import write_dataset
 from xvit_edge.evaluate import main as evaluate_main
 from xvit_edge.export.__main__ import main as export_main
 from xvit_edge.files import AtomicOutput, printable
+from xvit_edge.flops import main as flops_main
 from xvit_edge.model.weights import load_checkpoint, save_checkpoint
 from xvit_edge.quantize.__main__ import main as quantize_main
 from xvit_edge.train.__main__ import main as train_main
@@ -330,9 +331,9 @@ QUANTIZE_ARGS = ["--checkpoint", "m.pt", "--data", "d", "--mode", "ptq", "--out"
     (train_main, ["--lr", "1e-4", "--min-lr", "1e-3"], "--min-lr 0.001 is above --lr 0.0001"),
     (evaluate_main, ["--checkpoint", "m.pt", "--data", "d", "--threads", "0"], "argument --threads: must be a whole"),
     (evaluate_main, ["--checkpoint", "m.pt", "--data", "d", "--batch-size", "0"], "argument --batch-size: must be"),
-    (synthetic_main, ["--out", "o", "--size", "0"], "argument --size: must be an even whole number >= 16, got '0'"),
-    (synthetic_main, ["--out", "o", "--size", "33"], "argument --size: must be an even whole number >= 16"),
-    (synthetic_main, ["--out", "o", "--frames", "0"], "argument --frames: must be a whole number >= 2"),
+    (synthetic_main, ["--out", "o", "--size", "0"], "argument --size: must be an even whole number from 16 to 2048, got '0'"),
+    (synthetic_main, ["--out", "o", "--size", "33"], "argument --size: must be an even whole number from 16 to"),
+    (synthetic_main, ["--out", "o", "--frames", "0"], "argument --frames: must be a whole number from 2 to"),
     (synthetic_main, ["--out", "o", "--train-per-class", "0"], "argument --train-per-class: must be a whole number"),
     (webcam.main, ["--threshold", "1.5"], "argument --threshold: must be a number in [0, 1], got '1.5'"),
     (webcam.main, ["--threshold", "nan"], "argument --threshold: must be a finite number"),
@@ -354,6 +355,8 @@ QUANTIZE_ARGS = ["--checkpoint", "m.pt", "--data", "d", "--mode", "ptq", "--out"
     (train_main, ["--log-level", "loud"], "argument --log-level: invalid choice: 'LOUD'"),
     (train_main, ["--set", "name=mine"], "--set name: the name is the --preset's"),
     (export_main, ["--target", "onnx", "--precision", "fp16"], "--precision fp16 is not one onnx exports"),
+    (flops_main, ["--frames", "8", "0"], "argument --frames: must be a whole number from 1 to 1024, got '0'"),
+    (synthetic_main, ["--out", "o", "--size", "100000"], "argument --size: must be an even whole number from 16 to"),
 ])
 def test_numbers_out_of_range_are_refused_when_parsed(main, argv, says, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing may be written; if anything were, it would be here

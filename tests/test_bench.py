@@ -91,11 +91,16 @@ def test_bad_outputs_are_refused_before_measuring(tmp_path, capsys):
              (["--out", str(tmp_path / "b"), "--update-readme", str(tmp_path / "none.md")], "none.md: no such file"),
              (["--out", str(tmp_path / "b"), "--update-readme", str(plain)], "block to update"),
              (["--report-only", "--out", str(tmp_path / "b")], "run python -m xvit_edge.bench first")]
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    (edited / "results.json").write_text('{"not": "ours"}')
+    cases.append((["--report-only", "--out", str(edited)], "not a results file of python -m xvit_edge.bench"))
     for argv, says in cases:
         assert main(["--quick", *argv]) == 2, argv
         err = capsys.readouterr().err
         assert says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert a_file.read_text() == "keep" and plain.read_text() == "no markers\n" and not (tmp_path / "b").exists()
+    assert (edited / "results.json").read_text() == '{"not": "ours"}'
 
 
 def test_accuracy_bench_quick_trains_scores_and_saves_a_checkpoint(tmp_path):

@@ -61,13 +61,14 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")  # --log-level, with type=str
 worker_count = int_at_least(0, MAX_PARALLEL)
 
 
-def even_int_at_least(low: int) -> Callable[[str], int]:
-    """A parser for even whole numbers >= `low` (frame sizes: the mp4v codec needs even ones)."""
-    what = f"an even whole number >= {low}"
+def even_int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A parser for even whole numbers >= `low` (and <= `high` if given; frame sizes: the mp4v codec needs even
+    ones)."""
+    what = f"an even whole number >= {low}" if high is None else f"an even whole number from {low} to {high}"
 
     def parse(text: str) -> int:
         value = _whole(text, what)
-        if value < low or value % 2:
+        if value < low or (high is not None and value > high) or value % 2:
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
         return value
 

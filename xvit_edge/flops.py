@@ -15,6 +15,7 @@ import sys
 
 import torch
 
+from .cli_types import HelpFormatter, int_at_least
 from .config import ATTENTIONS, PRESETS, XViTConfig, get_config, space_only_baseline
 
 log = logging.getLogger(__name__)
@@ -91,9 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m xvit_edge.flops",
         description="Print params and GMACs (the paper's GFLOPs) vs frame count for each attention type, and the "
-        "paper's claim: mixing costs T passes of the image model, linear in T.")
+        "paper's claim: mixing costs T passes of the image model, linear in T.", formatter_class=HelpFormatter)
     p.add_argument("--preset", default="xvit_edge_tiny", choices=sorted(PRESETS), help="model preset to count")
-    p.add_argument("--frames", type=int, nargs="+", default=[4, 8, 16, 32], help="frame counts T to tabulate")
+    p.add_argument("--frames", type=int_at_least(1, 1024), nargs="+", default=[4, 8, 16, 32],
+                   help="frame counts T to tabulate")
     p.add_argument("--attention", nargs="+", default=list(ATTENTIONS), choices=ATTENTIONS,
                    help="attention types to compare")
     p.add_argument("--verify", action="store_true",

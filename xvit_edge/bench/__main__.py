@@ -68,9 +68,13 @@ def _report_only(out: Path, readme: str | None) -> int:
     path = out / "results.json"
     if not path.is_file():
         raise ValueError(f"{printable(path)} does not exist; run python -m xvit_edge.bench first")
-    results = {**json.loads(path.read_text()), **_trained_results(out)}
+    try:  # a results.json from elsewhere, or edited: a line naming it, not a KeyError
+        results = {**json.loads(path.read_text()), **_trained_results(out)}
+        table = markdown(results)
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{printable(path)}: not a results file of python -m xvit_edge.bench ({type(e).__name__}: "
+                         f"{e}); run the benchmark again") from e
     write_text_atomic(path, json.dumps(results, indent=2))
-    table = markdown(results)
     write_text_atomic(out / "results.md", table)
     if readme:
         update_readme(Path(readme), table)

@@ -42,6 +42,7 @@ from ..signals import terminate_as_interrupt
 log = logging.getLogger(__name__)
 
 MIN_FRAMES, MIN_SIZE = 2, 16  # a motion needs two frames; the shapes need room to move
+MAX_FRAMES, MAX_SIZE = 1024, 2048  # beyond these a clip no longer fits in memory while it is rendered
 
 # (forward, backward) pairs: the backward class is the forward clip reversed in time.
 PAIRS: tuple[tuple[str, str], ...] = (
@@ -473,10 +474,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="training clips per class (default: %(default)s)")
     p.add_argument("--val-per-class", type=nonnegative_int, default=10,
                    help="validation clips per class (default: %(default)s)")
-    p.add_argument("--frames", type=int_at_least(MIN_FRAMES), default=16,
-                   help=f"frames per clip, >= {MIN_FRAMES} (default: %(default)s)")
-    p.add_argument("--size", type=even_int_at_least(MIN_SIZE), default=128,
-                   help=f"frame height and width in pixels, even and >= {MIN_SIZE} (default: %(default)s)")
+    p.add_argument("--frames", type=int_at_least(MIN_FRAMES, MAX_FRAMES), default=16,
+                   help=f"frames per clip, {MIN_FRAMES} to {MAX_FRAMES} (default: %(default)s)")
+    p.add_argument("--size", type=even_int_at_least(MIN_SIZE, MAX_SIZE), default=128,
+                   help=f"frame height and width in pixels, even, {MIN_SIZE} to {MAX_SIZE} (default: %(default)s)")
     p.add_argument("--fps", type=positive_float, default=15,
                    help="frame rate written into the video files (default: %(default)s)")
     p.add_argument("--seed", type=nonnegative_int, default=0,
