@@ -20,7 +20,6 @@ __all__ = ["LOG_LEVELS", "HelpFormatter", "even_int_at_least", "finite_float", "
            "positive_int", "probability", "thread_count", "worker_count"]
 
 
-
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each flag's default, except the empty ones (None, False): those would only add "(default: None)"
     after a help text that already says what happens without the flag."""
@@ -38,44 +37,40 @@ def _whole(text: str, what: str) -> int:
         raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
 
 
-def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
-    """A parser for whole numbers >= `low` (and <= `high` if given)."""
-    what = f"a whole number >= {low}" if high is None else f"a whole number from {low} to {high}"
+def _whole_in(low: int, high: int | None, even: bool) -> Callable[[str], int]:
+    """A parser for whole numbers from `low` (to `high` if given), even ones only if `even`."""
+    what = (f"{'an even' if even else 'a'} whole number "
+            + (f">= {low}" if high is None else f"from {low} to {high}"))
 
     def parse(text: str) -> int:
         value = _whole(text, what)
-        if value < low or (high is not None and value > high):
+        if value < low or (high is not None and value > high) or (even and value % 2):
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
         return value
 
     return parse
 
 
-positive_int = int_at_least(1)
-nonnegative_int = int_at_least(0)
-# Threads or processes: more than a few per core only slows a run down, and thousands crash it (OpenBLAS and
-# OpenMP die on the process limit, with a segmentation fault at worst).
-MAX_PARALLEL = max(64, 4 * (os.cpu_count() or 1))
-thread_count = int_at_least(1, MAX_PARALLEL)
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")  # --log-level, with type=str.upper
-worker_count = int_at_least(0, MAX_PARALLEL)
+def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A parser for whole numbers >= `low` (and <= `high` if given)."""
+    return _whole_in(low, high, even=False)
 
 
 def even_int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
     """A parser for even whole numbers >= `low` (and <= `high` if given; frame sizes: the mp4v codec needs even
     ones)."""
-    what = f"an even whole number >= {low}" if high is None else f"an even whole number from {low} to {high}"
-
-    def parse(text: str) -> int:
-        value = _whole(text, what)
-        if value < low or (high is not None and value > high) or value % 2:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-        return value
-
-    return parse
+    return _whole_in(low, high, even=True)
 
 
+positive_int = int_at_least(1)
+nonnegative_int = int_at_least(0)
 positive_even_int = even_int_at_least(2)
+# Threads or processes: more than a few per core only slows a run down, and thousands crash it (OpenBLAS and
+# OpenMP die on the process limit, with a segmentation fault at worst).
+MAX_PARALLEL = max(64, 4 * (os.cpu_count() or 1))
+thread_count = int_at_least(1, MAX_PARALLEL)
+worker_count = int_at_least(0, MAX_PARALLEL)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")  # --log-level, with type=str.upper
 
 
 def finite_float(text: str) -> float:

@@ -4,7 +4,6 @@ runs it -> the subject compares -> sidecar -> move into place. What is exported 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -20,7 +19,7 @@ from ..model import XViT
 from .errors import ExportError
 from .int8 import INT8_MIN_SQNR_DB
 from .modes import MODES, ClipMode, StreamMode
-from .sidecar import SIDECAR_FORMAT, artifact_digest, build_sidecar, write_sidecar
+from .sidecar import artifact_digest, build_sidecar, names_artifact, write_sidecar
 from .subject import Subject, build_subject
 from .target import Target
 from .targets import TARGETS, get_target
@@ -61,7 +60,7 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
 
     Everything is built in a temporary folder and moved into place only once it has verified, so a
     failure leaves nothing partial behind. An artifact exported before (its sidecar beside it names it) is
-    replaced; any other file of that name is refused before any work, unless `overwrite`.
+    replaced; any other file of that name is refused before conversion, unless `overwrite`.
     """
     stage_begins = on_stage or (lambda name: None)
     chosen, kind = validate(target, precision, mode)
@@ -70,7 +69,7 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
     filename = name + chosen.extension
     final_sidecar = Path(out_dir) / f"{name}.{chosen.name}.json"
     refuse_existing({"the artifact": Path(out_dir) / filename, "its sidecar": final_sidecar}, overwrite,
-                    ours=lambda _: exported_here(final_sidecar, filename))
+                    ours=lambda _: names_artifact(final_sidecar, filename))
     with staging(Path(out_dir)) as stage:
         path = stage / filename
         stage_begins("convert")
@@ -81,19 +80,10 @@ def export(model: XViT, labels: list[str], preprocessing: Preprocessing, target:
         report.update(run_and_compare(chosen, path, subject, report) if verify
                       else {"parity": {"numeric": "skipped (--no-verify)"}})
         stage_begins("sidecar")
-        sidecar = stage / f"{name}.{chosen.name}.json"
+        sidecar = stage / final_sidecar.name
         write_sidecar(sidecar, build_sidecar(filename, chosen, subject, report, artifact_digest(path)))
         final, final_sidecar = move_into_place(Path(out_dir), path, sidecar)
     return Artifact(chosen.name, final, final_sidecar, report)
-
-
-def exported_here(sidecar: Path, filename: str) -> bool:
-    """Whether `sidecar` is one of our sidecars, written for the artifact `filename` beside it."""
-    try:
-        data = json.loads(sidecar.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("format") == SIDECAR_FORMAT and data.get("artifact") == filename
 
 
 def validate(target: str, precision: str, mode: str) -> tuple[Target, ClipMode | StreamMode]:

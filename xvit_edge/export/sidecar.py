@@ -82,6 +82,16 @@ def write_sidecar(path: Path, sidecar: dict[str, Any]) -> None:
     path.write_text(json.dumps(sidecar, indent=2))
 
 
+def names_artifact(sidecar: Path, filename: str) -> bool:
+    """Whether `sidecar` is one of ours, written for the artifact `filename` beside it (an export may replace
+    that pair; a quick look, not `read_sidecar`'s checks)."""
+    try:
+        data = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == SIDECAR_FORMAT and data.get("artifact") == filename
+
+
 def read_sidecar(path: str | Path) -> dict[str, Any]:
     """Read and check a sidecar; returns the dict with `config` and `preprocessing` as objects. A ValueError
     names what is wrong: not JSON, not an object, not ours, a key missing, labels that do not fit the model."""
